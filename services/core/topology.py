@@ -1,0 +1,69 @@
+"""Service addresses from deploy/topology.yaml, with a built-in map when the file is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+
+from services.core.errors import InvalidArgument, NotFound
+
+
+class ServiceEndpoint(BaseModel):
+    """One service of the mesh as the topology lists it."""
+
+    name: str
+    module: str = ""                # `python -m <module>` starts it; empty for processes mlmesh does not own
+    host: str = "127.0.0.1"
+    port: int = Field(gt=0, lt=65536)
+    protocol: str = "grpc"          # "grpc" or "http"
+    health: str = "grpc"            # "grpc" (grpc.health.v1) or an HTTP path
+    grpc_services: list[str] = Field(default_factory=list)
+    replicas: int = Field(1, ge=1)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'http' if self.protocol == 'http' else 'grpc'}://{self.address}"
+
+
+class Topology(BaseModel):
+    services: dict[str, ServiceEndpoint]
+
+    def get(self, name: str) -> ServiceEndpoint:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise NotFound(f"no service {name!r} in the topology", field="service") from None
+
+
+FALLBACK: dict[str, dict] = {
+    "registry": {"module": "services.registry", "port": 50051, "grpc_services": ["mlmesh.v1.Registry"]},
+    "puller": {"module": "services.puller", "port": 50052, "grpc_services": ["mlmesh.v1.Puller"]},
+    "compiler": {"module": "services.compiler", "port": 50053, "grpc_services": ["mlmesh.v1.Compiler"]},
+    "serving": {
+        "module": "services.serving",
+        "port": 50054,
+        "grpc_services": ["mlmesh.v1.Serving", "inference.GRPCInferenceService"],
+    },
+    "mlmesh-ml-mcp": {"module": "services.mcp_gateway", "port": 8765, "protocol": "http", "health": "/healthz"},
+}
+
+
+def _build(raw: dict[str, dict]) -> Topology:
+    return Topology(services={name: ServiceEndpoint(name=name, **spec) for name, spec in raw.items()})
+
+
+def load_topology(path: Path | None) -> Topology:
+    """The topology at `path`, or the built-in map when there is no such file."""
+    if path is None or not Path(path).is_file():
+        return _build(FALLBACK)
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        return _build(raw.get("services") or {})
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        raise InvalidArgument(f"bad topology file {path}: {exc}", field="topology_file") from exc
