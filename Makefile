@@ -1,0 +1,34 @@
+# Two commands: `make run` and `make test`. Each creates .venv when missing and installs the pinned set.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mlmesh-installed
+
+.PHONY: setup run test bench protos lock-check clean
+
+setup: $(STAMP)
+
+# Re-install only when the pinned files change; a present, current .venv costs nothing.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/mlmesh up --demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/registry.py
+
+protos: setup
+	$(PY) scripts/gen_protos.py
+
+lock-check: setup
+	$(PY) scripts/migration_lock.py --check
+
+clean:
+	rm -rf $(VENV) .mlmesh
