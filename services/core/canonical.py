@@ -12,8 +12,24 @@ CONTENT_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def canonical_json(value: Any) -> str:
-    """Sorted keys, no insignificant whitespace, UTF-8 kept as is: equal content gives equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Sorted keys, no insignificant whitespace, UTF-8 kept as is: equal content gives equal text.
+
+    Integral floats are written as integers (as RFC 8785 does), so a manifest that crossed a
+    protobuf Struct (where every number is a double) hashes like the one its author built.
+    """
+    return json.dumps(
+        _integral_floats_as_ints(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_integral_floats_as_ints(item) for item in value]
+    return value
 
 
 def sha256_hex(data: str | bytes) -> str:
