@@ -1,0 +1,1 @@
+"""Mesh identity: the issuer key, ES256 tokens, the caller's principal and the scope policy."""
