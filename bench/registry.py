@@ -43,9 +43,9 @@ def free_port() -> int:
 
 
 def spec_yaml(index: int) -> str:
-    # Each publish is new content, so every call really writes a version.
+    # Each publish is new content, so every call really writes a version; 16 skills share the load.
     return f"""
-name: bench_skill
+name: bench_skill_{index % 16}
 description: benchmark skill revision {index}
 inputs:
   features: {{type: features}}
@@ -136,7 +136,7 @@ async def measure(backend: str, database_url: str, home: Path, seconds: float) -
                     await stub.PublishSkill(request, metadata=metadata)
 
                 async def get(_: int) -> None:
-                    await stub.GetSkill(registry_pb2.GetSkillRequest(ref="bench_skill@latest"), metadata=metadata)
+                    await stub.GetSkill(registry_pb2.GetSkillRequest(ref="bench_skill_0@latest"), metadata=metadata)
 
                 results[("publish", concurrency)] = await closed_loop(publish, concurrency, seconds)
                 results[("get", concurrency)] = await closed_loop(get, concurrency, seconds)
@@ -162,7 +162,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each cell")
     parser.add_argument("--postgres-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=130)
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
         sqlite_home = Path(tmp) / "sqlite"

@@ -175,3 +175,21 @@ async def test_run_skill_is_not_pretended(stub):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.RunSkill(registry_pb2.RunSkillRequest(ref="regime_aware_alpha"))
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_concurrent_publishes_of_one_skill_all_land_with_distinct_numbers(stub):
+    import asyncio
+
+    await register_seed_models(stub)
+    spec = yaml.safe_load(seed_yaml("regime_aware_alpha"))
+    texts = []
+    for index in range(12):
+        spec["description"] = f"revision {index}"
+        texts.append(yaml.safe_dump(spec))
+    published = await asyncio.gather(
+        *(stub.PublishSkill(registry_pb2.PublishSkillRequest(spec_yaml=text)) for text in texts + texts[:4])
+    )
+    versions = {p.version.version: p.version.number for p in published}
+    assert len(versions) == 12 and sorted(versions.values()) == list(range(1, 13))
+    listed = await stub.ListSkills(registry_pb2.ListSkillsRequest())
+    assert listed.skills[0].version_count == 12

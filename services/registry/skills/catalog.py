@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import weakref
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +36,9 @@ class SkillCatalog:
         self._engine = engine
         self._artifacts = artifacts
         self._bus = bus
+        # Publishes of one skill are serialised in this process; the optimistic version_count check
+        # below still protects replicas that share the database.
+        self._publish_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def publish(
         self, spec_yaml: str, *, actor: str, expected_version: str = ""
@@ -51,23 +56,11 @@ class SkillCatalog:
             return _same_or_refuse(existing, canonical), False
         # Lock every model reference to the artifact it names now; one that resolves to nothing refuses.
         lock = {ref: await self._artifacts.resolve(ref, field=f"model {ref!r}") for ref in model_references(spec)}
-        for attempt in range(5):
-            try:
-                async with self._engine.begin() as conn:
-                    number = await self._take_number(conn, spec.name, spec.description or "", version)
-                    await conn.execute(
-                        ml_skill_versions.insert().values(
-                            version=version, name=spec.name, number=number, spec_json=canonical,
-                            spec_yaml=spec_yaml, lock=lock, created_by=actor, created_at=datetime.now(UTC),
-                        )
-                    )
-                break
-            except (DBIntegrityError, _NumberTaken):
-                existing = await self._version_row(version)
-                if existing is not None:
-                    return _same_or_refuse(existing, canonical), False  # a concurrent publish of it won
-                if attempt == 4:
-                    raise Aborted("concurrent publishes of this skill kept colliding; retry") from None
+        name_lock = self._publish_locks.setdefault(spec.name, asyncio.Lock())
+        async with name_lock:
+            created = await self._insert_version(spec, spec_yaml, canonical, version, lock, actor)
+        if not created:
+            return _same_or_refuse(await self._version_row(version), canonical), False
         await self._bus.emit(
             LineageEvent(
                 operation="publish_skill",
@@ -79,6 +72,25 @@ class SkillCatalog:
             )
         )
         return await self.get(f"{spec.name}@{version}"), True
+
+    async def _insert_version(self, spec, spec_yaml: str, canonical: str, version: str, lock: dict, actor: str) -> bool:
+        """True when this call wrote the version; False when a concurrent publish of the same spec did."""
+        for attempt in range(8):
+            try:
+                async with self._engine.begin() as conn:
+                    number = await self._take_number(conn, spec.name, spec.description or "", version)
+                    await conn.execute(
+                        ml_skill_versions.insert().values(
+                            version=version, name=spec.name, number=number, spec_json=canonical,
+                            spec_yaml=spec_yaml, lock=lock, created_by=actor, created_at=datetime.now(UTC),
+                        )
+                    )
+                return True
+            except (DBIntegrityError, _NumberTaken):
+                if await self._version_row(version) is not None:
+                    return False
+                await asyncio.sleep(0.01 * 2**attempt)  # another replica is publishing this skill
+        raise Aborted("concurrent publishes of this skill kept colliding; retry")
 
     async def _take_number(self, conn: AsyncConnection, name: str, description: str, version: str) -> int:
         now = datetime.now(UTC)
