@@ -5,9 +5,11 @@ Composition roots build these once and pass them down; nothing reads the environ
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _ENV = SettingsConfigDict(env_prefix="MLMESH_", extra="ignore")
@@ -87,3 +89,93 @@ class MLSettings(BaseSettings):
         "http://127.0.0.1:8765/mcp/ml", description="The MCP gateway's canonical URI; tokens' `aud` must equal it."
     )
     mcp_ml_url: str = Field("", description="Where the MCP gateway is reached; default from the topology.")
+
+
+class ObjectStoreSettings(BaseSettings):
+    """How the object store is reached (S3-compatible stores) and how large files travel."""
+
+    model_config = _ENV
+
+    s3_endpoint: str = Field("", description="S3 API endpoint, e.g. http://127.0.0.1:9000; empty means AWS.")
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    s3_access_key_id: str = Field("", description="S3 access key id; empty uses the AWS environment/instance chain.")
+    s3_secret_access_key: SecretStr = Field(SecretStr(""), description="S3 secret access key.")
+    s3_session_token: SecretStr = Field(SecretStr(""), description="S3 session token, for temporary credentials.")
+    s3_allow_http: bool = Field(
+        False, description="Allow a plain-http endpoint beyond loopback (loopback endpoints are always allowed)."
+    )
+    s3_copy_if_not_exists: str = Field(
+        "multipart",
+        description="How the store refuses a copy onto an existing key: 'multipart' (AWS S3, MinIO) or "
+        "'header:NAME:VALUE' (e.g. Cloudflare R2).",
+    )
+    upload_chunk_bytes: int = Field(
+        8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Multipart part size; larger files stream in parts."
+    )
+    upload_concurrency: int = Field(4, ge=1, le=64, description="Parts uploaded at once.")
+
+
+class ArtifactSettings(BaseSettings):
+    """Artifact signing, the local artifact cache, and what the loader accepts."""
+
+    model_config = _ENV
+
+    signing_mode: Literal["local_key", "sigstore"] = Field(
+        "local_key", description="local_key: EC P-256 key under $MLMESH_HOME; sigstore: keyless (needs network)."
+    )
+    signing_key_file: Path | None = Field(
+        None, description="PEM private key; default $MLMESH_HOME/keys/signing.pem (made on first use, 0600)."
+    )
+    trusted_public_keys: list[Path] = Field(
+        default_factory=list, description="Extra PEM public keys whose signatures are accepted (other signers)."
+    )
+    sigstore_identity: str = Field("", description="sigstore mode: the signer identity verification expects.")
+    sigstore_oidc_issuer: str = Field("", description="sigstore mode: the OIDC issuer verification expects.")
+    sigstore_use_staging: bool = Field(False, description="sigstore mode: use the staging instance.")
+    cache_dir: Path | None = Field(
+        None, description="Materialised artifacts; default $MLMESH_HOME/cache/artifacts."
+    )
+    weights_only_pickle_allow: list[str] = Field(
+        default_factory=list,
+        description="Artifact ids (sha256:<hex>) whose pickle weights may be loaded with torch.load(weights_only=True).",
+    )
+    safetensors_max_header_bytes: int = Field(
+        100 * 1024 * 1024, ge=1024, description="Largest safetensors header accepted (a bloated one is refused)."
+    )
+
+    @model_validator(mode="after")
+    def _check_allow_list(self) -> "ArtifactSettings":
+        for index, artifact_id in enumerate(self.weights_only_pickle_allow):
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", artifact_id):
+                raise ValueError(f"weights_only_pickle_allow[{index}] must be sha256:<64 hex digits>")
+        return self
+
+    def signing_key_path(self, home: Path) -> Path:
+        return Path(self.signing_key_file).expanduser() if self.signing_key_file else home / "keys" / "signing.pem"
+
+    def cache_root(self, home: Path) -> Path:
+        return Path(self.cache_dir).expanduser() if self.cache_dir else home / "cache" / "artifacts"
+
+
+class PullerSettings(BaseSettings):
+    """The puller: where downloads are cached, which hub and mirror it talks to, what it accepts."""
+
+    model_config = SettingsConfigDict(env_prefix="MLMESH_PULLER_", extra="ignore")
+
+    cache_dir: Path | None = Field(
+        None, description="Download cache volume; default $MLMESH_HOME/cache (hf/ and torchhub/ below it)."
+    )
+    hf_endpoint: str = Field(
+        "", description="Hugging Face Hub URL; default huggingface_hub's (HF_ENDPOINT, else huggingface.co)."
+    )
+    torchhub_mirror_url: str = Field(
+        "", description="When set, pinned TorchHub weight URLs are fetched from this scheme://host[/prefix] instead."
+    )
+    torchhub_allowlist_file: Path | None = Field(
+        None, description="Operator TorchHub allow-list (YAML/JSON list), added to the built-in one."
+    )
+    max_file_bytes: int = Field(20 * 1024**3, ge=1, description="Largest single file a pull accepts.")
+    download_timeout_s: float = Field(60.0, gt=0, description="Network timeout per request.")
+
+    def cache_root(self, mesh: MeshSettings) -> Path:
+        return (self.cache_dir or mesh.home / "cache").expanduser().absolute()

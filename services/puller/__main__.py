@@ -1,0 +1,3 @@
+from services.puller.server import main
+
+main()

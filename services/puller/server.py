@@ -1,0 +1,141 @@
+"""Composition root of the puller: settings -> engine -> operations -> adapters -> pipeline -> gRPC host.
+
+Operations live in the shared database (any service's Operations servicer can answer for them); the
+artifacts go to the shared object store; the registry is reached through the topology. Nothing global.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mlmesh.v1 import operations_pb2_grpc, puller_pb2_grpc
+from services.core.artifacts.objectstore import ObjectStore
+from services.core.artifacts.save import SaveHandler
+from services.core.artifacts.signing import ArtifactSigner
+from services.core.artifacts.store import StoreHandler
+from services.core.auth import policy
+from services.core.auth.tokens import TokenIssuer, TokenVerifier
+from services.core.clients.registry import RegistryClient, lineage_sink
+from services.core.db.engine import make_engine
+from services.core.db.migrate import upgrade_to_head
+from services.core.grpc.server import ServiceHost, configure_logging
+from services.core.lineage import LineageBus
+from services.core.operations import OperationRunner, OperationsServicer, OperationStore
+from services.core.settings import (
+    ArtifactSettings, AuthSettings, MeshSettings, MLSettings, ObjectStoreSettings, PullerSettings, ServerSettings,
+)
+from services.core.topology import load_topology
+from services.puller.adapters.huggingface import HuggingFaceAdapter
+from services.puller.adapters.torchhub import TorchHubAdapter
+from services.puller.credentials import CredentialResolver
+from services.puller.pipeline import PullPipeline
+from services.puller.servicer import PullerServicer
+
+SERVICE = "puller"
+log = logging.getLogger("mlmesh.puller")
+
+_O = "/mlmesh.v1.Operations/"
+METHOD_SCOPES = {
+    "/mlmesh.v1.Puller/Pull": policy.PULLER_PULL,
+    **{_O + m: policy.OPERATIONS_READ for m in ("GetOperation", "ListOperations", "WatchOperation")},
+    _O + "CancelOperation": policy.OPERATIONS_CANCEL,
+}
+
+
+@dataclass
+class PullerApp:
+    host: ServiceHost
+    engine: AsyncEngine
+    pipeline: PullPipeline
+    runner: OperationRunner
+    registry: RegistryClient
+
+    async def start(self, bind_host: str, port: int) -> int:
+        return await self.host.start(bind_host, port)
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.host.stop(grace)
+        await self.runner.aclose()  # unfinished pulls are recorded ABORTED, like a restart would
+        await self.registry.close()
+        await self.engine.dispose()
+
+
+async def build_puller(
+    mesh: MeshSettings,
+    server: ServerSettings,
+    auth: AuthSettings,
+    *,
+    ml: MLSettings | None = None,
+    puller: PullerSettings | None = None,
+    artifacts: ArtifactSettings | None = None,
+    object_store: ObjectStoreSettings | None = None,
+    verifier: TokenVerifier | None = None,
+    registry_address: str | None = None,
+    credentials: CredentialResolver | None = None,
+    cancel_poll_s: float = 0.25,
+) -> PullerApp:
+    ml, puller = ml or MLSettings(), puller or PullerSettings()
+    artifacts = artifacts or ArtifactSettings()
+    mesh.ensure_home()
+    engine = make_engine(mesh.database_url)
+    await upgrade_to_head(engine)
+    operations = OperationStore(engine, SERVICE)
+    await operations.recover_interrupted()
+    runner = OperationRunner(operations, cancel_poll_s=cancel_poll_s)
+
+    address = registry_address or load_topology(mesh.topology_file).get("registry").address
+    registry = RegistryClient.connect(address, TokenIssuer.from_settings(mesh, auth), subject=SERVICE)
+    bus = LineageBus()
+    bus.subscribe(lineage_sink(registry))  # every store/save/pull event is recorded by the registry
+
+    cache = puller.cache_root(mesh)
+    credentials = credentials or CredentialResolver(mesh.home / "credentials")
+    limits = {"max_file_bytes": puller.max_file_bytes, "timeout_s": puller.download_timeout_s}
+    hf = HuggingFaceAdapter(cache_dir=cache / "hf", credentials=credentials, endpoint=puller.hf_endpoint,
+                            offline=ml.ml_hf_hub_offline, **limits)
+    torchhub = TorchHubAdapter(cache_dir=cache / "torchhub", credentials=credentials,
+                               allowlist_file=puller.torchhub_allowlist_file, mirror_url=puller.torchhub_mirror_url,
+                               offline=ml.ml_torchhub_offline, **limits)
+    # The Pull caller's puller.pull scope is what the handlers check: the puller stores on its behalf.
+    store = StoreHandler(ObjectStore.from_url(mesh.object_store_url, s3_options=object_store), bus,
+                         write_scope=policy.PULLER_PULL, read_scope=policy.PULLER_PULL, service=SERVICE)
+    signer = ArtifactSigner(artifacts, mesh.home)
+    saver = SaveHandler(store, signer, artifacts.cache_root(mesh.home), bus, scope=policy.PULLER_PULL,
+                        service=SERVICE)
+    pipeline = PullPipeline(runner=runner, hf=hf, torchhub=torchhub, store=store, saver=saver, signer=signer,
+                            registry=registry, bus=bus, staging_root=cache / "staging", service=SERVICE)
+
+    host = ServiceHost(
+        SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE), METHOD_SCOPES
+    )
+    puller_servicer, operations_servicer = PullerServicer(pipeline), OperationsServicer(operations)
+    host.add(lambda s: puller_pb2_grpc.add_PullerServicer_to_server(puller_servicer, s), ["mlmesh.v1.Puller"])
+    host.add(lambda s: operations_pb2_grpc.add_OperationsServicer_to_server(operations_servicer, s),
+             ["mlmesh.v1.Operations"])
+    return PullerApp(host=host, engine=engine, pipeline=pipeline, runner=runner, registry=registry)
+
+
+async def serve(port: int | None = None) -> None:
+    mesh, server, auth = MeshSettings(), ServerSettings(), AuthSettings()
+    configure_logging(server.log_level)
+    endpoint = load_topology(mesh.topology_file).get(SERVICE)
+    app = await build_puller(mesh, server, auth)
+    bound = await app.start(server.bind_host, endpoint.port if port is None else port)
+    log.info("puller serving on %s:%d", server.bind_host, bound)
+    try:
+        await app.host.run_until_signal()
+    finally:
+        await app.runner.aclose()
+        await app.registry.close()
+        await app.engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.puller", description="The mlmesh puller service")
+    parser.add_argument("--port", type=int, default=None, help="override the topology's port (0 picks a free one)")
+    asyncio.run(serve(parser.parse_args(argv).port))
