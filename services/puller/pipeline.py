@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import shutil
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,8 +21,10 @@ from mlmesh.v1 import common_pb2
 from services.core.artifacts.save import SaveHandler
 from services.core.artifacts.signing import ArtifactSigner
 from services.core.artifacts.store import StoreHandler
+from services.core.auth.policy import PULLER_ALLOW_PICKLE, policy_check
 from services.core.clients.registry import RegistryClient
 from services.core.errors import InvalidArgument
+from services.core.naming import check_alias, check_name
 from services.core.lineage import LineageBus, LineageEvent, artifact_entity, source_entity
 from services.core.operations.runner import OperationRunner, ProgressReporter
 from services.core.operations.store import Operation
@@ -33,9 +34,6 @@ from services.puller.sources import HFSource, Source, TorchHubSource, parse_sour
 
 KIND = "pull"
 log = logging.getLogger("mlmesh.puller")
-# The registry's own name/alias rules, checked here too so a bad name fails before a download.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
-_ALIAS = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _MAX_PATTERNS = 64
 
 
@@ -82,6 +80,8 @@ class PullPipeline:
         """Validate (no request leaves before the allow-list said yes), then start the operation."""
         source = parse_source(spec.source)
         _check_spec(spec, source)
+        if spec.allow_pickle:
+            policy_check(PULLER_ALLOW_PICKLE)  # loading pickle at all is an operator's decision
         adapter = self._adapters[type(source)]
         options = PullOptions(spec.allow_patterns, spec.allow_pickle)
         adapter.check(source, options)
@@ -137,12 +137,11 @@ class PullPipeline:
 
 
 def _check_spec(spec: PullSpec, source: Source) -> None:
-    if spec.name and (not _NAME.match(spec.name) or "//" in spec.name or spec.name.endswith("/")):
-        raise InvalidArgument("must be 1-200 of letters, digits, '.', '_', '-', '/' starting with a letter or digit",
-                              field="name")
+    # The registry's own name rules, checked here too so a bad name fails before a download.
+    if spec.name:
+        check_name(spec.name)
     for index, alias in enumerate(spec.aliases):
-        if not _ALIAS.match(alias):
-            raise InvalidArgument("must be 1-100 of a-z, 0-9, '.', '_', '-'", field=f"aliases[{index}]")
+        check_alias(alias, field=f"aliases[{index}]")
     if spec.allow_patterns and not isinstance(source, HFSource):
         raise InvalidArgument("applies to hf:// sources only", field="allow_patterns")
     if len(spec.allow_patterns) > _MAX_PATTERNS:

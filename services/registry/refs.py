@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from services.core.canonical import CONTENT_ID
 from services.core.errors import InvalidArgument
+from services.core.naming import LATEST, check_alias, check_name
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
-ALIAS = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-LATEST = "latest"
+__all__ = ["LATEST", "ArtifactRef", "check_alias", "check_name", "parse_artifact_ref"]
 
 
 @dataclass(frozen=True)
@@ -23,21 +21,6 @@ class ArtifactRef:
 
     def __str__(self) -> str:
         return self.artifact_id or f"{self.name}@{self.alias}"
-
-
-def check_name(name: str, *, field: str = "name") -> str:
-    if not NAME.match(name) or "//" in name or name.endswith("/"):
-        raise InvalidArgument(
-            "must be 1-200 characters of letters, digits, '.', '_', '-', '/' starting with a letter or digit",
-            field=field,
-        )
-    return name
-
-
-def check_alias(alias: str, *, field: str = "alias") -> str:
-    if not ALIAS.match(alias):
-        raise InvalidArgument("must be 1-100 characters of a-z, 0-9, '.', '_', '-'", field=field)
-    return alias
 
 
 def parse_artifact_ref(ref: str, *, field: str = "ref") -> ArtifactRef:

@@ -8,7 +8,7 @@ import logging
 import grpc
 import pytest
 
-from mlmesh.v1 import operations_pb2, puller_pb2
+from mlmesh.v1 import operations_pb2, puller_pb2, puller_pb2_grpc
 from services.core.auth.policy import OPERATIONS_READ
 from services.core.auth.tokens import TokenIssuer
 from services.core.grpc.interceptor import ERROR_FIELD_KEY
@@ -113,3 +113,19 @@ async def test_allowed_pickle_is_stored_only_as_safetensors(stubs, hub, mesh_set
     assert sorted(f.path for f in artifact.manifest.files) == [
         "config.json", "pytorch_model.safetensors", "pytorch_model.safetensors.sha256"]
     assert len(stored_objects(mesh_settings)) == 4  # three files and the signature bundle; no pickle
+
+
+async def test_allow_pickle_needs_the_operator_scope(puller, hub, mesh_settings):
+    from services.core.auth.policy import PULLER_PULL
+
+    hub.add_commit("org/legacy", {"config.json": b"{}", "pytorch_model.bin": torch_pickle_bytes(tiny_state_dict(6))})
+    token = TokenIssuer.from_settings(mesh_settings, AuthSettings()).mint("agent", "puller", [PULLER_PULL])
+    async with grpc.aio.insecure_channel(puller.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await puller_pb2_grpc.PullerStub(channel).Pull(
+                puller_pb2.PullRequest(source="hf://org/legacy", allow_pickle=True),
+                metadata=(("authorization", f"Bearer {token}"),),
+            )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "puller.allow_pickle" in caught.value.details()
+    assert not [r for r in hub.requests if "legacy" in r.path], "refused before any request"

@@ -1,0 +1,123 @@
+"""The `mlmesh` command: run the mesh locally (`up`), check it (`status`), mint tokens, and registry verbs."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from mlmesh.v1 import registry_pb2
+from services.core.auth.policy import ALL_SCOPES
+from services.core.errors import InvalidArgument, MLMeshError
+from services.mesh import output as out
+from services.mesh import registry_cmds
+from services.mesh.client import CALL_TIMEOUT_S, MeshClient
+from services.mesh.health import SERVING, check_health
+from services.mesh.registry_cmds import JsonOpt, all_pages
+from services.mesh.up import run_up
+
+app = typer.Typer(
+    name="mlmesh",
+    help="Run and operate the mlmesh MLOps mesh: services, artifacts, skills, lineage.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(registry_cmds.skills_app, name="skills")
+app.add_typer(registry_cmds.artifacts_app, name="artifacts")
+app.command("lineage")(registry_cmds.lineage)
+
+
+def _client(subject: str = "operator") -> MeshClient:
+    """Settings and topology read up front, so a bad variable or topology file is one line, exit 2."""
+    try:
+        client = MeshClient(subject=subject)
+        client.topology  # noqa: B018 - loads and validates it now
+    except ValidationError as exc:
+        out.fail_settings(exc)
+    except MLMeshError as exc:
+        out.fail_with(exc)
+    return client
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option("--demo", help="Train and register the demo models, publish the seed skills.")]
+    = False,
+    health_timeout: Annotated[float, typer.Option("--health-timeout", min=1, help="Seconds a service has to "
+                                                  "become healthy.")] = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start every service of the topology that exists here, wait for health, and run until Ctrl-C."""
+    raise typer.Exit(run_up(_client(), demo=demo, as_json=as_json, health_timeout_s=health_timeout))
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """Each service of the topology: address and health; for the registry, how many artifacts and skills."""
+    client = _client()
+    services = list(client.topology.services.values())
+    rows: list[dict[str, Any]] = []
+    for endpoint in services:
+        row: dict[str, Any] = {"service": endpoint.name, "address": endpoint.address,
+                               "protocol": endpoint.protocol, "health": check_health(endpoint, timeout_s=2.0)}
+        if endpoint.name == "registry" and row["health"] == SERVING:
+            row.update(out.run(_registry_counts(client)))
+        rows.append(row)
+    if as_json:
+        return out.print_json({"services": rows})
+    colour = {"SERVING": "green", "NOT_SERVING": "yellow", "DOWN": "red"}
+    table = out.table("mlmesh", ["service", "address", "health", "artifacts", "skills"], [])
+    for row in rows:
+        health = f"[{colour.get(row['health'], 'white')}]{row['health']}[/]"
+        table.add_row(row["service"], row["address"], health, str(row.get("artifacts", "-")),
+                      str(row.get("skills", "-")))
+    out.console().print(table)
+
+
+async def _registry_counts(client: MeshClient) -> dict[str, int]:
+    async with client.registry() as registry:
+        artifacts = await all_pages(lambda t: registry.ListArtifacts(
+            registry_pb2.ListArtifactsRequest(page_size=500, page_token=t), timeout=CALL_TIMEOUT_S), "artifacts")
+        skills = await all_pages(lambda t: registry.ListSkills(
+            registry_pb2.ListSkillsRequest(page_size=500, page_token=t), timeout=CALL_TIMEOUT_S), "skills")
+    return {"artifacts": len(artifacts), "skills": len(skills)}
+
+
+@app.command()
+def token(
+    aud: Annotated[str, typer.Option("--aud", help="Audience: the service the token is for (registry, ...).")],
+    scope: Annotated[list[str] | None, typer.Option("--scope", help="A scope; repeat for more. Default: all.")]
+    = None,
+    ttl: Annotated[int | None, typer.Option("--ttl", min=1, help="Lifetime in seconds (default: settings).")]
+    = None,
+    subject: Annotated[str, typer.Option("--subject", help="`sub` of the token.")] = "operator",
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a development token minted with the local issuer key ($MLMESH_HOME/keys/issuer.pem)."""
+    scopes = sorted(set(scope)) if scope else sorted(ALL_SCOPES)
+    client = _client(subject=subject)
+    try:
+        unknown = [s for s in scopes if s not in ALL_SCOPES]
+        if unknown:
+            raise InvalidArgument(f"unknown scope {unknown[0]!r}; known: {', '.join(sorted(ALL_SCOPES))}",
+                                  field="scope")
+        minted = client.mint(aud, scopes, ttl_s=ttl)
+    except MLMeshError as exc:
+        out.fail_with(exc)
+    if as_json:
+        lifetime = client.auth.token_ttl_s if ttl is None else ttl
+        return out.print_json({"token": minted, "audience": aud, "subject": subject, "scopes": scopes,
+                               "expires_at": int(time.time()) + lifetime})
+    typer.echo(minted)   # plain, so `$(mlmesh token --aud registry)` works
+
+
+def main() -> None:
+    # No traceback for a Ctrl-C outside `up` (which handles its own), e.g. during a slow call.
+    try:
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+

@@ -1,0 +1,175 @@
+"""Process supervision for `mlmesh up`: one child process per service, health-gated start, graceful stop.
+
+Independent of the command line on purpose: tests and other front ends drive it directly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.core.topology import ServiceEndpoint, Topology
+from services.mesh.health import DOWN, SERVING, check_health
+
+LOG_TAIL_LINES = 40
+
+
+class ServiceFailed(Exception):
+    """A service exited or never became healthy; carries the tail of its log for the operator."""
+
+    def __init__(self, name: str, reason: str, log_path: Path, log_tail: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+        self.log_path = log_path
+        self.log_tail = log_tail
+
+
+@dataclass
+class ServiceProcess:
+    endpoint: ServiceEndpoint
+    process: subprocess.Popen
+    log_path: Path
+    log_offset: int                 # where this run's output starts in the (appended) log
+    health: str = DOWN
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.name
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(self.log_offset)
+                text = fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def startable(topology: Topology) -> list[ServiceEndpoint]:
+    """Services whose module can be run with `python -m`; others appear in the topology before they exist."""
+    found = []
+    for endpoint in topology.services.values():
+        try:
+            if endpoint.module and importlib.util.find_spec(f"{endpoint.module}.__main__") is not None:
+                found.append(endpoint)
+        except ModuleNotFoundError:  # the parent package itself is missing
+            continue
+    return found
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _die_with_parent() -> None:
+    # Linux only: a child gets SIGTERM (and drains) if `mlmesh up` itself is killed outright.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class Supervisor:
+    """Starts services in topology order, each only after the previous one is healthy."""
+
+    home: Path
+    env: Mapping[str, str] = field(default_factory=dict)    # extra variables for every child
+    python: str = sys.executable
+    health_timeout_s: float = 60.0
+    stop_timeout_s: float = 10.0                             # SIGTERM -> SIGKILL
+    children: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    def start_all(self, endpoints: list[ServiceEndpoint],
+                  on_ready: Callable[[ServiceProcess], None] | None = None) -> list[ServiceProcess]:
+        for endpoint in endpoints:
+            child = self.start(endpoint)
+            self.wait_healthy(child)
+            if on_ready:
+                on_ready(child)
+        return self.children
+
+    def start(self, endpoint: ServiceEndpoint) -> ServiceProcess:
+        log_path = self.log_dir / f"{endpoint.name}.log"
+        if port_in_use(endpoint.host, endpoint.port):
+            # A health check would answer from whatever holds the port, so refuse before starting.
+            raise ServiceFailed(endpoint.name, f"port {endpoint.port} on {endpoint.host} is already in use "
+                                "(another `mlmesh up`?)", log_path, "")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        with log_path.open("ab") as log:
+            offset = log.tell()
+            process = subprocess.Popen(
+                [self.python, "-m", endpoint.module],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                # Own session: a terminal's Ctrl-C reaches only `mlmesh up`, which then stops children in order.
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        child = ServiceProcess(endpoint, process, log_path, offset)
+        self.children.append(child)
+        return child
+
+    def wait_healthy(self, child: ServiceProcess) -> None:
+        deadline = time.monotonic() + self.health_timeout_s
+        while True:
+            code = child.process.poll()
+            if code is not None:
+                raise ServiceFailed(child.name, f"exited with code {code} before it was healthy",
+                                    child.log_path, child.log_tail())
+            child.health = check_health(child.endpoint, timeout_s=1.0)
+            if child.health == SERVING:
+                return
+            if time.monotonic() > deadline:
+                raise ServiceFailed(child.name, f"not healthy after {self.health_timeout_s:.0f}s "
+                                    f"(last: {child.health})", child.log_path, child.log_tail())
+            time.sleep(0.2)
+
+    def exited(self) -> ServiceProcess | None:
+        """The first child that has exited, if any (the mesh is then degraded)."""
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    def stop_all(self) -> dict[str, int | None]:
+        """SIGTERM every child (newest first, so dependants drain before what they call), wait, SIGKILL stragglers."""
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                _signal(child.process, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout_s
+        for child in reversed(self.children):
+            try:
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal(child.process, signal.SIGKILL)
+                child.process.wait()
+        return {c.name: c.process.returncode for c in self.children}
+
+
+def _signal(process: subprocess.Popen, sig: int) -> None:
+    try:
+        process.send_signal(sig)
+    except ProcessLookupError:
+        pass
