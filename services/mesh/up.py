@@ -133,7 +133,6 @@ def _demo_dict(result: DemoResult) -> dict[str, Any]:
     return {
         "artifacts": [{"name": a.name, "id": a.id, "aliases": list(a.aliases), "size": a.total_size}
                       for a in result.artifacts],
-        "new_objects": result.new_objects,
         "skills": [{"name": r.version.name, "version": r.version.version, "number": r.version.number,
                     "created": r.created} for r in result.skills],
     }

@@ -8,33 +8,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlmesh.v1 import common_pb2
 from services.core.artifacts.manifest import Manifest, parse_manifest
 from services.core.artifacts.objectstore import sha256_file
 from services.core.artifacts.sidecar import is_sidecar, sidecar_name, write_sidecar
-from services.core.artifacts.signing import ArtifactSigner
+from services.core.artifacts.save import write_safetensors
 from services.puller.adapters.base import Fetched
 from services.puller.weights import is_safetensors
 
-BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 _MEDIA_TYPES = {".safetensors": "application/vnd.safetensors", ".json": "application/json", ".sha256": "text/plain",
                 ".onnx": "application/onnx", ".txt": "text/plain", ".md": "text/markdown"}
-
-
-def write_safetensors(state_dict: Mapping[str, Any], dest: Path) -> None:
-    """Contiguous CPU tensors, each with its own storage (safetensors refuses shared storage)."""
-    from safetensors.torch import save_file
-
-    tensors, seen = {}, set()
-    for name, value in state_dict.items():
-        tensor = value.detach().to("cpu").contiguous()
-        storage = (tensor.untyped_storage().data_ptr(), tensor.untyped_storage().nbytes())
-        if storage in seen and tensor.numel():
-            tensor = tensor.clone()  # tied weights
-        seen.add(storage)
-        tensors[name] = tensor
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(dest), metadata={"format": "pt"})
 
 
 def build_folder(staging: Path, fetched: Fetched) -> Manifest:
@@ -59,21 +41,6 @@ def build_folder(staging: Path, fetched: Fetched) -> Manifest:
     fmt = "safetensors" if weights else ("onnx" if any(p.endswith(".onnx") for p in digests) else "files")
     return parse_manifest({"files": files, "framework": fetched.framework, "format": fmt,
                            "metadata": fetched.metadata})
-
-
-def signature_message(signer: ArtifactSigner, bundle: bytes) -> common_pb2.Signature:
-    return common_pb2.Signature(media_type=BUNDLE_MEDIA_TYPE, bundle=bundle, key_id=_key_id(signer))
-
-
-def _key_id(signer: ArtifactSigner) -> str:
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    from services.core.auth.keys import key_id
-
-    try:
-        return key_id(load_pem_public_key(signer.public_key_path.read_bytes()))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return ""  # sigstore mode: the identity is in the bundle
 
 
 def _media_type(path: str) -> str:

@@ -19,17 +19,17 @@ from typing import Any, Protocol
 
 from mlmesh.v1 import common_pb2
 from services.core.artifacts.save import SaveHandler
-from services.core.artifacts.signing import ArtifactSigner
+from services.core.artifacts.signing import ArtifactSigner, signature_message
 from services.core.artifacts.store import StoreHandler
 from services.core.auth.policy import PULLER_ALLOW_PICKLE, policy_check
 from services.core.clients.registry import RegistryClient
 from services.core.errors import InvalidArgument
-from services.core.naming import check_alias, check_name
 from services.core.lineage import LineageBus, LineageEvent, artifact_entity, source_entity
+from services.core.naming import check_alias, check_name
 from services.core.operations.runner import OperationRunner, ProgressReporter
 from services.core.operations.store import Operation
 from services.puller.adapters.base import Fetched, PullOptions
-from services.puller.assemble import build_folder, signature_message
+from services.puller.assemble import build_folder
 from services.puller.sources import HFSource, Source, TorchHubSource, parse_source
 
 KIND = "pull"

@@ -14,10 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mlmesh.v1 import operations_pb2_grpc, puller_pb2_grpc
-from services.core.artifacts.objectstore import ObjectStore
-from services.core.artifacts.save import SaveHandler
-from services.core.artifacts.signing import ArtifactSigner
-from services.core.artifacts.store import StoreHandler
+from services.core.artifacts.toolkit import build_artifact_toolkit
 from services.core.auth import policy
 from services.core.auth.tokens import TokenIssuer, TokenVerifier
 from services.core.clients.registry import RegistryClient, lineage_sink
@@ -102,13 +99,11 @@ async def build_puller(
                                allowlist_file=puller.torchhub_allowlist_file, mirror_url=puller.torchhub_mirror_url,
                                offline=ml.ml_torchhub_offline, **limits)
     # The Pull caller's puller.pull scope is what the handlers check: the puller stores on its behalf.
-    store = StoreHandler(ObjectStore.from_url(mesh.object_store_url, s3_options=object_store), bus,
-                         write_scope=policy.PULLER_PULL, read_scope=policy.PULLER_PULL, service=SERVICE)
-    signer = ArtifactSigner(artifacts, mesh.home)
-    saver = SaveHandler(store, signer, artifacts.cache_root(mesh.home), bus, scope=policy.PULLER_PULL,
-                        service=SERVICE)
-    pipeline = PullPipeline(runner=runner, hf=hf, torchhub=torchhub, store=store, saver=saver, signer=signer,
-                            registry=registry, bus=bus, staging_root=cache / "staging", service=SERVICE)
+    kit = build_artifact_toolkit(mesh, bus, service=SERVICE, write_scope=policy.PULLER_PULL,
+                                 read_scope=policy.PULLER_PULL, artifacts=artifacts, object_store=object_store, ml=ml)
+    pipeline = PullPipeline(runner=runner, hf=hf, torchhub=torchhub, store=kit.store, saver=kit.saver,
+                            signer=kit.signer, registry=registry, bus=bus, staging_root=cache / "staging",
+                            service=SERVICE)
 
     host = ServiceHost(
         SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE), METHOD_SCOPES

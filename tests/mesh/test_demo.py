@@ -1,19 +1,21 @@
-"""The demo's pieces: the write-once object store, the manifests, the models. (Byte-identical training across
+"""The demo's pieces: models saved as every service saves them, and models that learn. (Byte-identical training across
 processes, which makes the demo idempotent, is checked end to end in test_up.py.)"""
 
 from __future__ import annotations
 
-import hashlib
-import os
+import time
 
 import pytest
 import torch
-from safetensors.torch import load
 
-from services.core.errors import FailedPrecondition, IntegrityError
+from services.core.artifacts.toolkit import build_artifact_toolkit
+from services.core.auth.policy import ALL_SCOPES, REGISTRY_WRITE
+from services.core.auth.principal import Principal, reset_principal, set_principal
+from services.core.lineage import LineageBus
+from services.core.models.architectures import load_module
+from services.core.settings import MeshSettings
 from services.mesh.demo import models
-from services.mesh.demo.seed import SEED, package
-from services.mesh.demo.store import LocalObjectStore, local_root
+from services.mesh.demo.seed import SEED, save
 
 
 @pytest.fixture(autouse=True)
@@ -25,47 +27,29 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def test_store_is_content_addressed_and_write_once(tmp_path):
-    store = LocalObjectStore(tmp_path)
-    digest, created = store.put(b"weights")
-    assert digest == hashlib.sha256(b"weights").hexdigest() and created
-    assert store.path_of(digest).read_bytes() == b"weights"
-    assert store.put(b"weights") == (digest, False)
-    target = store.path_of(digest)
-    os.chmod(target, 0o644)
-    target.write_bytes(b"tampered")
-    with pytest.raises(IntegrityError, match="refusing to overwrite"):
-        store.put(b"weights")
-    assert target.read_bytes() == b"tampered"     # never overwritten, even to repair
-    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]   # no temp files left
-
-
-def test_local_root_accepts_only_folders(tmp_path):
-    assert local_root(str(tmp_path)) == tmp_path
-    assert local_root(f"file://{tmp_path}") == tmp_path
-    with pytest.raises(FailedPrecondition):
-        local_root("s3://bucket/prefix")
-
-
-def test_package_writes_weights_sidecar_and_a_rebuildable_manifest(tmp_path):
+async def test_save_writes_signed_weights_and_a_rebuildable_manifest(tmp_path):
     torch.manual_seed(SEED)
     trained = models.alpha_model("bear", torch.Generator().manual_seed(SEED), 30, lambda n: None)
-    packaged = package(trained, LocalObjectStore(tmp_path))
-    files = {f["path"]: f for f in packaged.manifest["files"]}
-    weights = (tmp_path / "sha256" / files["model.safetensors"]["sha256"]).read_bytes()
-    sidecar = (tmp_path / "sha256" / files["model.safetensors.sha256"]["sha256"]).read_bytes()
-    assert sidecar.decode().strip() == hashlib.sha256(weights).hexdigest() == files["model.safetensors"]["sha256"]
-    assert files["model.safetensors"]["size"] == len(weights)
-    meta = packaged.manifest["metadata"]
-    assert meta["feature_names"] == models.data.FEATURES and set(meta["feature_stats"]) == set(models.data.FEATURES)
-    # The architecture spec alone rebuilds the module that loads these weights.
-    arch = meta["architecture"]
-    stats = meta["feature_stats"]
-    rebuilt = models.MLP(arch["layers"], torch.tensor([stats[f]["mean"] for f in meta["feature_names"]]),
-                         torch.tensor([stats[f]["std"] for f in meta["feature_names"]]))
-    rebuilt.load_state_dict(load(weights))
+    kit = build_artifact_toolkit(MeshSettings(home=tmp_path), LineageBus(), service="test",
+                                 write_scope=REGISTRY_WRITE, read_scope=REGISTRY_WRITE)
+    token = set_principal(Principal("test", frozenset(ALL_SCOPES), "registry", "t", time.time() + 60))
+    try:
+        saved = await save(trained, kit)
+        loaded = await kit.loader.load(saved.manifest, saved.signature, expected_id=saved.artifact_id)
+    finally:
+        reset_principal(token)
+    files = {f.path: f for f in saved.manifest.files}
+    assert set(files) == {"model.safetensors", "model.safetensors.sha256"}
+    meta = saved.manifest.metadata
+    assert meta["feature_names"] == models.data.FEATURES and len(meta["training_stats"]["mean"]) == len(models.data.FEATURES)
+    assert meta["architecture"]["type"] == "mlp" and meta["name"] == "alpha_bear"
+    # The architecture spec alone rebuilds the module that loads these weights, and it computes the same.
+    rebuilt = load_module(meta["architecture"], loaded.state_dict)
     x = torch.randn(4, len(models.data.FEATURES))
-    assert torch.equal(rebuilt(x), trained.module(x))
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), trained.module(x))
+    # Training statistics are what the module standardises with.
+    assert torch.allclose(rebuilt.input_mean, torch.tensor(meta["training_stats"]["mean"]))
 
 
 def test_models_learn_something():

@@ -12,9 +12,17 @@ import sys
 import time
 
 import pytest
+import torch
+from google.protobuf.json_format import MessageToDict
 from typer.testing import CliRunner
 
 from mlmesh.v1 import registry_pb2
+from services.core.artifacts.manifest import parse_manifest
+from services.core.artifacts.toolkit import build_artifact_toolkit
+from services.core.auth.policy import ALL_SCOPES, REGISTRY_READ, REGISTRY_WRITE
+from services.core.auth.principal import Principal, reset_principal, set_principal
+from services.core.lineage import LineageBus
+from services.core.models.architectures import load_module
 from services.mesh.cli import app
 from services.mesh.client import MeshClient
 from services.mesh.demo.seed import seed
@@ -61,6 +69,21 @@ async def registry_contents(client: MeshClient) -> tuple[dict[str, list[str]], d
     return artifacts, {s.name: s.latest_version for s in skills}
 
 
+async def load_demo_artifact(client: MeshClient, ref: str):
+    """The artifact as serving will see it: fetched, every check passed, the module rebuilt from its spec."""
+    async with client.registry() as registry:
+        artifact = await registry.GetArtifact(registry_pb2.GetArtifactRequest(ref=ref))
+    kit = build_artifact_toolkit(client.mesh, LineageBus(), service="test", write_scope=REGISTRY_WRITE,
+                                 read_scope=REGISTRY_READ)
+    token = set_principal(Principal("test", frozenset(ALL_SCOPES), "registry", "t", time.time() + 60))
+    try:
+        loaded = await kit.loader.load(parse_manifest(MessageToDict(artifact.manifest, preserving_proto_field_name=True)),
+                                       artifact.signature.bundle, expected_id=artifact.id)
+    finally:
+        reset_principal(token)
+    return artifact, load_module(loaded.metadata["architecture"], loaded.state_dict)
+
+
 def test_up_demo_end_to_end(tmp_path, monkeypatch, grpcurl):
     mesh = make_mesh_env(tmp_path)
     env = {**os.environ, **mesh.env}
@@ -84,9 +107,12 @@ def test_up_demo_end_to_end(tmp_path, monkeypatch, grpcurl):
         artifacts, skills = run(registry_contents(MeshClient()))
         assert all(f"{name}@prod" in aliases for name, aliases in artifacts.items())
         assert skills == {s["name"]: s["version"] for s in demo["skills"]}
-        # Weights and their sidecars landed in the default object store, one object each.
-        assert len(list((mesh.home / "objects" / "sha256").iterdir())) == 2 * len(SEED_MODELS)
-        assert demo["new_objects"] == 2 * len(SEED_MODELS)
+        # Weights and their sidecars landed in the default object store, and each artifact loads verified.
+        stored = {p.name for p in (mesh.home / "objects" / "sha256").iterdir()}
+        assert len(stored) == 3 * len(SEED_MODELS)  # weights, sidecar, signature bundle
+        loaded = run(load_demo_artifact(MeshClient(), "regime_classifier@prod"))
+        assert {f.sha256 for f in loaded[0].manifest.files} <= stored
+        assert loaded[1](torch.zeros(1, len(loaded[0].manifest.metadata["feature_names"]))).shape == (1, 3)
 
         listed = subprocess.run([grpcurl, "-plaintext", mesh.address, "list"], capture_output=True, text=True,
                                 timeout=30)
@@ -101,7 +127,6 @@ def test_up_demo_end_to_end(tmp_path, monkeypatch, grpcurl):
         # Idempotent: seeding again (another process, so other hash seeds) changes nothing.
         again = run(seed(MeshClient(), None))
         assert [a.id for a in again.artifacts] == [a["id"] for a in demo["artifacts"]]
-        assert again.new_objects == 0
         assert [(r.version.version, r.created) for r in again.skills] == \
             [(s["version"], False) for s in demo["skills"]]
 

@@ -159,12 +159,22 @@ def _tensors(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return tensors
 
 
-def _write_folder(folder: Path, tensors: dict[str, Any], metadata: dict[str, Any]) -> Manifest:
+def write_safetensors(state_dict: Mapping[str, Any], dest: Path) -> None:
+    """The state dict as a safetensors file, byte-stable for equal tensors.
+
+    One header metadata key only: safetensors writes `__metadata__` from a hash map, so two or more keys
+    come out in a different order per process and equal weights would hash differently.
+    """
     from safetensors.torch import save_file
 
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_file(_tensors(state_dict), str(dest), metadata={"format": "pt"})
+
+
+def _write_folder(folder: Path, tensors: dict[str, Any], metadata: dict[str, Any]) -> Manifest:
     folder.mkdir(parents=True)
     weights = folder / WEIGHTS_FILE
-    save_file(tensors, str(weights), metadata={"format": "pt"})
+    write_safetensors(tensors, weights)
     digest, size = sha256_file(weights)
     sidecar = write_sidecar(weights, digest)
     files = [

@@ -117,3 +117,24 @@ class ArtifactSigner:
 
         # Sign every file: no git-path exemptions (see the module docstring).
         return hashing.Config().set_ignored_paths(paths=[], ignore_git_paths=False)
+
+
+BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+
+def signature_message(signer: ArtifactSigner, bundle: bytes) -> "common_pb2.Signature":
+    """The registry's Signature for `bundle`; the key id names the local signing key when there is one."""
+    from mlmesh.v1 import common_pb2
+
+    return common_pb2.Signature(media_type=BUNDLE_MEDIA_TYPE, bundle=bundle, key_id=_key_id(signer))
+
+
+def _key_id(signer: ArtifactSigner) -> str:
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from services.core.auth.keys import key_id
+
+    try:
+        return key_id(load_pem_public_key(signer.public_key_path.read_bytes()))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return ""  # sigstore mode: the identity is in the bundle

@@ -100,6 +100,10 @@ class RegistryClient:
         """The artifact id ("sha256:<hex>") that `ref` points at now."""
         return (await self.get_artifact(ref)).id
 
+    async def publish_skill(self, spec_yaml: str, *, expected_version: str = "") -> registry_pb2.PublishSkillResponse:
+        request = registry_pb2.PublishSkillRequest(spec_yaml=spec_yaml, expected_version=expected_version)
+        return await self._call(self._stub.PublishSkill, request)
+
     async def record_lineage(self, event: LineageEvent) -> registry_pb2.LineageEvent:
         request = registry_pb2.RecordLineageRequest(event=event_message(event))
         return await self._call(self._stub.RecordLineage, request)

@@ -6,42 +6,35 @@ artifact ids and (the specs being unchanged) the same skill versions.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from safetensors.torch import save as safetensors_bytes
 
 from mlmesh.v1 import common_pb2, registry_pb2
-from services.core.artifacts.manifest import parse_manifest
+from services.core.artifacts.save import SavedArtifact
+from services.core.artifacts.signing import signature_message
+from services.core.artifacts.toolkit import ArtifactToolkit, build_artifact_toolkit
+from services.core.auth.policy import ALL_SCOPES, REGISTRY_WRITE
+from services.core.auth.principal import Principal, reset_principal, set_principal
+from services.core.clients.registry import RegistryClient, lineage_sink
 from services.core.errors import IntegrityError, NotFound
-from services.mesh.client import CALL_TIMEOUT_S, MeshClient
+from services.core.lineage import LineageBus
+from services.mesh.client import MeshClient
 from services.mesh.demo.models import RECIPES, Trained
-from services.mesh.demo.store import LocalObjectStore, local_root
 
 SEED = 20240601
 SKILLS_DIR = Path(__file__).resolve().parents[3] / "configs" / "skills"
 SEED_SKILLS = ("regime_aware_alpha.yaml", "multi_horizon_forecast.yaml")
-SAFETENSORS_MEDIA_TYPE = "application/vnd.safetensors"
-SIDECAR_MEDIA_TYPE = "text/plain"
 ALIASES = ("prod",)
-
-
-@dataclass
-class Packaged:
-    name: str
-    manifest: dict[str, Any]
-    expected_id: str
-    new_objects: int
 
 
 @dataclass
 class DemoResult:
     artifacts: list[common_pb2.Artifact] = field(default_factory=list)
-    new_objects: int = 0
     skills: list[registry_pb2.PublishSkillResponse] = field(default_factory=list)
 
 
@@ -69,37 +62,17 @@ def train_all(console: Console | None) -> list[Trained]:
     return trained
 
 
-def package(model: Trained, store: LocalObjectStore) -> Packaged:
-    """Weights as safetensors plus a `.sha256` sidecar, both content-addressed in the store; the manifest."""
-    state = {k: v.detach().contiguous() for k, v in model.module.state_dict().items()}
-    # One header metadata key only: safetensors writes `__metadata__` from a Rust HashMap, so two or
-    # more keys come out in a random order per process and the same weights would hash differently.
-    weights = safetensors_bytes(state, metadata={"format": "pt"})
-    weights_hex, created_w = store.put(weights)
-    sidecar = f"{weights_hex}\n".encode()
-    sidecar_hex, created_s = store.put(sidecar)
-    manifest = {
-        "files": [
-            {"path": "model.safetensors", "sha256": weights_hex, "size": len(weights),
-             "media_type": SAFETENSORS_MEDIA_TYPE},
-            {"path": "model.safetensors.sha256", "sha256": sidecar_hex, "size": len(sidecar),
-             "media_type": SIDECAR_MEDIA_TYPE},
-        ],
-        "framework": "torch",
-        "format": "safetensors",
-        "metadata": {"name": model.name, "seed": SEED, **model.metadata},
-    }
-    expected = parse_manifest(manifest).artifact_id
-    return Packaged(model.name, manifest, expected, int(created_w) + int(created_s))
-
-
-def manifest_proto(manifest: dict[str, Any]) -> common_pb2.Manifest:
-    message = common_pb2.Manifest(
-        files=[common_pb2.ArtifactFile(**f) for f in manifest["files"]],
-        framework=manifest["framework"], format=manifest["format"],
+async def save(model: Trained, kit: ArtifactToolkit) -> SavedArtifact:
+    """Weights as safetensors with a `.sha256` sidecar, signed and stored write-once, as every service saves."""
+    meta = dict(model.metadata)
+    return await kit.saver.save(
+        model.module.state_dict(),
+        architecture=meta.pop("architecture"),
+        training_stats=meta.pop("training_stats", None),
+        feature_names=meta.pop("feature_names", None),
+        metadata={"name": model.name, "seed": SEED, **meta},
+        source=f"demo://synthetic/{model.name}",
     )
-    message.metadata.update(manifest["metadata"])
-    return message
 
 
 def skill_files(skills_dir: Path = SKILLS_DIR) -> list[Path]:
@@ -110,32 +83,33 @@ def skill_files(skills_dir: Path = SKILLS_DIR) -> list[Path]:
     return paths
 
 
-async def register_and_publish(client: MeshClient, packaged: list[Packaged], skills: list[Path]) -> DemoResult:
-    result = DemoResult(new_objects=sum(p.new_objects for p in packaged))
-    async with client.registry() as registry:
-        for item in packaged:
-            artifact = await registry.RegisterArtifact(
-                registry_pb2.RegisterArtifactRequest(
-                    manifest=manifest_proto(item.manifest), name=item.name, aliases=list(ALIASES),
-                    labels={"origin": "mlmesh-demo"}, source_uri=f"demo://synthetic/{item.name}",
-                ),
-                timeout=CALL_TIMEOUT_S,
-            )
-            if artifact.id != item.expected_id:
-                # The registry hashed a different manifest than we built: the Struct round trip changed it.
-                raise IntegrityError(f"{item.name}: registry id {artifact.id} != local id {item.expected_id}",
-                                     field="manifest")
-            result.artifacts.append(artifact)
-        for path in skills:
-            request = registry_pb2.PublishSkillRequest(spec_yaml=path.read_text(encoding="utf-8"))
-            result.skills.append(await registry.PublishSkill(request, timeout=CALL_TIMEOUT_S))
-    return result
-
-
 async def seed(client: MeshClient, console: Console | None, skills_dir: Path = SKILLS_DIR) -> DemoResult:
     """The whole demo seed against the registry `client` points at."""
     skills = skill_files(skills_dir)  # before training: a missing spec should fail in a second, not after
-    store = LocalObjectStore(local_root(client.mesh.object_store_url))
     trained = train_all(console)
-    packaged = [package(model, store) for model in trained]
-    return await register_and_publish(client, packaged, skills)
+    # The demo acts as the operator: the handlers check its scopes like any caller's.
+    token = set_principal(Principal(client.subject, frozenset(ALL_SCOPES), "registry", "demo", time.time() + 3600))
+    registry = RegistryClient.connect(client.endpoint("registry").address, client.issuer, subject=client.subject,
+                                      scopes=ALL_SCOPES)
+    try:
+        bus = LineageBus()
+        bus.subscribe(lineage_sink(registry))
+        kit = build_artifact_toolkit(client.mesh, bus, service="mesh", write_scope=REGISTRY_WRITE,
+                                     read_scope=REGISTRY_WRITE)
+        result = DemoResult()
+        for model in trained:
+            saved = await save(model, kit)
+            artifact = await registry.register_artifact(
+                saved.manifest, name=model.name, aliases=ALIASES, labels={"origin": "mlmesh-demo"},
+                source_uri=f"demo://synthetic/{model.name}", signature=signature_message(kit.signer, saved.signature),
+            )
+            if artifact.id != saved.artifact_id:
+                raise IntegrityError(f"{model.name}: registry id {artifact.id} != local id {saved.artifact_id}",
+                                     field="manifest")
+            result.artifacts.append(artifact)
+        for path in skills:
+            result.skills.append(await registry.publish_skill(path.read_text(encoding="utf-8")))
+        return result
+    finally:
+        reset_principal(token)
+        await registry.close()
