@@ -3,6 +3,7 @@ gRPC client of the registry in other services) record it."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.core.errors import InvalidArgument
+
+# A typed ref: "<kind>:<id>", e.g. artifact:sha256:<hex>, source:hf://org/name@<commit>, session:<id>.
+TYPED_REF = re.compile(r"^[a-z][a-z_]{0,31}:\S.*$")
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,10 @@ class LineageEvent:
             raise InvalidArgument("an event needs at least one input or output", field="event.outputs")
         for role, entities in (("inputs", self.inputs), ("outputs", self.outputs)):
             for index, entity in enumerate(entities):
-                if not entity or len(entity) > 400:
-                    raise InvalidArgument("must be a typed ref of 1-400 characters", field=f"event.{role}[{index}]")
+                if len(entity) > 400 or not TYPED_REF.match(entity):
+                    raise InvalidArgument(
+                        "must be a typed ref '<kind>:<id>' of at most 400 characters", field=f"event.{role}[{index}]"
+                    )
 
 
 LineageSink = Callable[[LineageEvent], Awaitable[None]]

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.core.canonical import find_non_finite
 from services.core.db.schema import as_utc, lineage_edges, lineage_events
 from services.core.errors import InvalidArgument
-from services.core.lineage import LineageEvent, entity_kind, normalize_entity
+from services.core.lineage import TYPED_REF, LineageEvent, entity_kind, normalize_entity
 
 DEFAULT_DEPTH = 5
 MAX_DEPTH = 50
@@ -57,6 +57,11 @@ class LineageStore:
             raise InvalidArgument("must not be negative", field="depth")
         depth = min(depth or DEFAULT_DEPTH, MAX_DEPTH)
         root = normalize_entity(entity)
+        if not TYPED_REF.match(root):
+            raise InvalidArgument(
+                "must be a typed ref such as 'artifact:sha256:<hex>', 'compiled:sha256:<hex>' or 'skill:<name>@<version>'",
+                field="entity",
+            )
         graph = LineageGraphData(root=root, nodes={root: entity_kind(root)})
         walks = [UPSTREAM, DOWNSTREAM] if direction == BOTH else [direction]
         async with self._engine.connect() as conn:

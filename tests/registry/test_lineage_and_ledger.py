@@ -164,3 +164,15 @@ async def test_ledger_refuses_bad_links(stub, registry):
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     runs = await stub.ListSkillRuns(registry_pb2.ListSkillRunsRequest())
     assert list(runs.runs) == []
+
+
+async def test_untyped_entities_are_refused(stub):
+    for entity in ("alpha_bull@prod", "no kind here", ":x"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetLineage(registry_pb2.GetLineageRequest(entity=entity))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details().startswith("entity:")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.RecordLineage(registry_pb2.RecordLineageRequest(
+            event=registry_pb2.LineageEvent(operation="deploy", outputs=["session s-1"])))
+    assert caught.value.details().startswith("event.outputs[0]:")
