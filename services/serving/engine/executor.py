@@ -1,0 +1,109 @@
+"""Executors run the batches the scheduler forms. The in-process one runs a callable in ONE worker thread.
+
+The protocol is what the Triton executor implements too: `execute` takes inputs stacked along axis 0
+and returns outputs with the same number of rows; `close` frees what it holds. An executor that can
+also stop answering outside serving (Triton: unload the model) implements `suspend` / `restore`,
+which a session calls on halt and resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+Batch = dict[str, np.ndarray]
+BatchFunction = Callable[[Batch], Batch]
+
+
+@runtime_checkable
+class Executor(Protocol):
+    async def execute(self, batch: Batch) -> Batch: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SuspendableExecutor(Executor, Protocol):
+    async def suspend(self) -> None: ...
+
+    async def restore(self) -> None: ...
+
+
+def default_torch_threads() -> int:
+    """Intra-op threads for torch: every core but one, which the event loop (gRPC, scheduling) keeps."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def _torch_setup(threads: int) -> Callable[[], contextlib.AbstractContextManager]:
+    import torch  # only executors that run torch pay for the import
+
+    torch.set_num_threads(threads)  # process-wide; every in-process executor asks for the same number
+    return torch.inference_mode
+
+
+def _resolve(future: asyncio.Future, result: Batch | None, error: BaseException | None) -> None:
+    if future.done():  # the awaiting side went away (loop closing, cancelled step)
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class InProcessExecutor:
+    """Runs `fn(batch)` in one dedicated thread, off the event loop.
+
+    A plain thread and a SimpleQueue rather than a ThreadPoolExecutor: one hop there and one
+    call_soon_threadsafe back is the whole per-batch cost (~15 µs less than run_in_executor).
+    With `torch_threads` set, the thread sets torch's intra-op threads once and runs every batch
+    under torch.inference_mode.
+    """
+
+    def __init__(self, fn: BatchFunction, *, torch_threads: int | None = None, name: str = "mlmesh-executor") -> None:
+        self._fn = fn
+        self._torch_threads = torch_threads
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._started = False
+        self._closed = False
+
+    async def execute(self, batch: Batch) -> Batch:
+        if self._closed:
+            raise RuntimeError("executor is closed")
+        if not self._started:
+            self._thread.start()
+            self._started = True
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((batch, future, loop))
+        return await future
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._started:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+
+    def _work(self) -> None:
+        context = _torch_setup(self._torch_threads) if self._torch_threads else contextlib.nullcontext
+        fn = self._fn
+        while (item := self._queue.get()) is not None:
+            batch, future, loop = item
+            try:
+                with context():
+                    result, error = fn(batch), None
+            except BaseException as exc:  # handed to the awaiting side, which decides what it means
+                result, error = None, exc
+            try:
+                loop.call_soon_threadsafe(_resolve, future, result, error)
+            except RuntimeError:
+                pass  # the loop closed while the batch ran; nobody waits for it
