@@ -1,0 +1,3 @@
+from services.compiler.server import main
+
+main()
