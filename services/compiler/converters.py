@@ -13,7 +13,8 @@ from services.compiler.build import Compiled
 from services.compiler.compilers.base import Compiler
 from services.compiler.spec import CompileSpec
 from services.compiler.validation import ValidationPolicy
-from services.core.artifacts.manifest import Manifest, parse_manifest
+from services.core.artifacts.manifest import Manifest
+from services.core.artifacts.messages import artifact_manifest
 
 
 def struct(value: Mapping[str, Any] | None) -> struct_pb2.Struct:
@@ -38,13 +39,8 @@ def compile_spec(request: compiler_pb2.CompileRequest) -> CompileSpec:
 
 
 def manifest(artifact: common_pb2.Artifact) -> Manifest:
-    """The artifact's manifest as the loader checks it (numbers that crossed a Struct hash as integers)."""
-    files = [{"path": f.path, "sha256": f.sha256, "size": f.size,
-              "media_type": f.media_type or "application/octet-stream"} for f in artifact.manifest.files]
-    return parse_manifest({
-        "files": files, "framework": artifact.manifest.framework, "format": artifact.manifest.format,
-        "metadata": json_format.MessageToDict(artifact.manifest.metadata),
-    })
+    """The artifact's manifest as the loader checks it, refused unless it hashes to the artifact's id."""
+    return artifact_manifest(artifact, field="artifact")
 
 
 # ---- domain -> proto ----

@@ -1,6 +1,5 @@
 """What the compiler needs from the registry: resolve an artifact, register a compiled artifact, and a
-lineage sink. Over gRPC this wraps the shared RegistryClient; RegisterCompiledArtifact goes through a
-Registry stub on the same channel until the client grows a method for it."""
+lineage sink. Over gRPC this wraps the shared RegistryClient."""
 
 from __future__ import annotations
 
@@ -8,10 +7,9 @@ from typing import Protocol
 
 import grpc
 
-from mlmesh.v1 import common_pb2, registry_pb2, registry_pb2_grpc
+from mlmesh.v1 import common_pb2
 from services.core.clients.registry import RegistryClient, lineage_sink
 from services.core.errors import InvalidArgument, NotFound
-from services.core.grpc.client import raise_domain_error
 from services.core.lineage import LineageSink
 
 
@@ -40,17 +38,12 @@ class GrpcRegistry:
         self._channel = channel
         self._timeout_s = timeout_s
         self.client = RegistryClient(channel, timeout_s=timeout_s)
-        self._stub = registry_pb2_grpc.RegistryStub(channel)
 
     async def get_artifact(self, ref: str) -> common_pb2.Artifact:
         return await self.client.get_artifact(ref)
 
     async def register_compiled(self, compiled: common_pb2.CompiledArtifact) -> common_pb2.CompiledArtifact:
-        request = registry_pb2.RegisterCompiledArtifactRequest(compiled=compiled)
-        try:
-            return await self._stub.RegisterCompiledArtifact(request, timeout=self._timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            raise_domain_error(exc)
+        return await self.client.register_compiled_artifact(compiled)
 
     def lineage_sink(self) -> LineageSink:
         return lineage_sink(self.client)

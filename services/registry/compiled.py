@@ -11,23 +11,12 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import pagination
-from services.core.artifacts.manifest import ManifestFile
-from services.core.canonical import CONTENT_ID, content_id, find_non_finite
+from services.core.artifacts.manifest import ManifestFile, compiled_content_id
+from services.core.canonical import CONTENT_ID, find_non_finite
 from services.core.db.schema import artifacts, as_utc, ml_compiled_artifacts
 from services.core.errors import InvalidArgument, NotFound
 from services.core.lineage import LineageBus, LineageEvent, artifact_entity, compiled_entity
 from services.registry.records import CompiledRecord, Page
-
-IDENTITY_FIELDS = ("source_artifact_id", "compiler", "target", "files", "kwargs")
-
-
-def compiled_id(source_artifact_id: str, compiler: str, target: str, files: list[dict], kwargs: dict) -> str:
-    """Content id of a compiled output: its files and what it was made from, with which parameters."""
-    files = sorted(files, key=lambda f: f["path"])
-    return content_id(
-        {"source_artifact_id": source_artifact_id, "compiler": compiler, "target": target, "files": files, "kwargs": kwargs}
-    )
-
 
 class CompiledCatalog:
     def __init__(self, engine: AsyncEngine, bus: LineageBus) -> None:
@@ -49,7 +38,7 @@ class CompiledCatalog:
         _check_finite(kwargs, "compiled.kwargs")
         validation = dict(data.get("validation") or {})
         _check_finite(validation, "compiled.validation")
-        record_id = compiled_id(source, compiler, target, files, kwargs)
+        record_id = compiled_content_id(source, compiler, target, files, kwargs)
         if data.get("id") and data["id"] != record_id:
             raise InvalidArgument(f"does not match the content id {record_id}", field="compiled.id")
         async with self._engine.begin() as conn:

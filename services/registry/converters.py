@@ -8,6 +8,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from mlmesh.v1 import common_pb2, registry_pb2
+from services.core.artifacts.messages import files_list
 from services.core.lineage import LineageEvent
 from services.registry import records
 from services.registry.lineage_store import BOTH, DOWNSTREAM, UPSTREAM, LineageGraphData
@@ -54,18 +55,6 @@ def message_dict(message: Any) -> dict[str, Any]:
 
 # ---- proto -> domain ----
 
-def manifest_dict(manifest: common_pb2.Manifest) -> dict[str, Any]:
-    return {
-        "files": [
-            {"path": f.path, "sha256": f.sha256, "size": f.size, "media_type": f.media_type or "application/octet-stream"}
-            for f in manifest.files
-        ],
-        "framework": manifest.framework,
-        "format": manifest.format,
-        "metadata": struct_dict(manifest.metadata),
-    }
-
-
 def signature_data(signature: common_pb2.Signature) -> records.SignatureData | None:
     if not signature.bundle:
         return None
@@ -74,10 +63,7 @@ def signature_data(signature: common_pb2.Signature) -> records.SignatureData | N
 
 def compiled_dict(compiled: common_pb2.CompiledArtifact) -> dict[str, Any]:
     data = message_dict(compiled)
-    data["files"] = [
-        {"path": f.path, "sha256": f.sha256, "size": f.size, "media_type": f.media_type or "application/octet-stream"}
-        for f in compiled.files
-    ]
+    data["files"] = files_list(compiled.files)
     data["kwargs"] = struct_dict(compiled.kwargs)
     data["validation"] = message_dict(compiled.validation) if compiled.HasField("validation") else {}
     return data

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlmesh.v1 import operations_pb2, registry_pb2, registry_pb2_grpc
+from services.core.artifacts.messages import manifest_dict
 from services.core.auth.principal import current_principal
 from services.core.errors import Unimplemented
 from services.registry import converters as cv
@@ -37,7 +38,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
 
     async def RegisterArtifact(self, request, context):
         record = await self._d.artifacts.register(
-            cv.manifest_dict(request.manifest), actor=_actor(), name=request.name, aliases=list(request.aliases),
+            manifest_dict(request.manifest), actor=_actor(), name=request.name, aliases=list(request.aliases),
             labels=dict(request.labels), source_uri=request.source_uri, signature=cv.signature_data(request.signature),
         )
         return cv.artifact(record)

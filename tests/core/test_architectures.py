@@ -11,6 +11,7 @@ SPECS = [
     ({"type": "mlp", "layers": [4.0, 8.0, 1.0]}, torch.randn(2, 4)),  # sizes that crossed a protobuf Struct
     ({"type": "lstm_forecaster", "hidden_size": 6}, torch.randn(3, 10)),
     ({"type": "hashed_bow_linear", "buckets": 16, "classes": 3}, hash_texts(["up big", "down"], 16)),
+    ({"type": "transformer_encoder", "seq_len": 8, "d_model": 8, "nhead": 2}, torch.randn(3, 8)),
 ]
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from mlmesh.v1 import common_pb2, registry_pb2
 from services.core.artifacts.manifest import parse_manifest
-from services.registry.converters import manifest_dict
+from services.core.artifacts.messages import manifest_dict
 from tests.registry.conftest import manifest
 
 

@@ -94,3 +94,14 @@ def _field_path(prefix: str, exc: ValidationError) -> str:
 def _first_problem(exc: ValidationError) -> str:
     message = exc.errors()[0]["msg"]
     return message.removeprefix("Value error, ")
+
+
+def compiled_content_id(
+    source_artifact_id: str, compiler: str, target: str, files: list[dict[str, Any]], kwargs: dict[str, Any]
+) -> str:
+    """Content id of a compiled output: its files and what it was made from, with which parameters."""
+    files = sorted(files, key=lambda f: f["path"])
+    return content_id(
+        {"source_artifact_id": source_artifact_id, "compiler": compiler, "target": target, "files": files,
+         "kwargs": kwargs}
+    )

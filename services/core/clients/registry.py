@@ -13,6 +13,7 @@ import grpc
 
 from mlmesh.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 from services.core.artifacts.manifest import Manifest
+from services.core.artifacts.messages import manifest_message
 from services.core.auth import policy
 from services.core.auth.tokens import TokenIssuer
 from services.core.grpc.client import connect, raise_domain_error
@@ -21,19 +22,6 @@ from services.core.lineage import LineageEvent, LineageSink
 AUDIENCE = "registry"
 DEFAULT_SCOPES = (policy.REGISTRY_READ, policy.REGISTRY_WRITE, policy.LINEAGE_WRITE)
 T = TypeVar("T")
-
-
-def manifest_message(manifest: Manifest | Mapping[str, Any] | common_pb2.Manifest) -> common_pb2.Manifest:
-    if isinstance(manifest, common_pb2.Manifest):
-        return manifest
-    data = manifest.canonical() if isinstance(manifest, Manifest) else dict(manifest)
-    message = common_pb2.Manifest(
-        files=[common_pb2.ArtifactFile(**f) for f in data.get("files", ())],
-        framework=data.get("framework", ""),
-        format=data.get("format", ""),
-    )
-    message.metadata.update(dict(data.get("metadata") or {}))
-    return message
 
 
 def event_message(event: LineageEvent) -> registry_pb2.LineageEvent:
@@ -92,6 +80,10 @@ class RegistryClient:
         )
         return await self._call(self._stub.RegisterArtifact, request)
 
+    async def register_compiled_artifact(self, compiled: common_pb2.CompiledArtifact) -> common_pb2.CompiledArtifact:
+        request = registry_pb2.RegisterCompiledArtifactRequest(compiled=compiled)
+        return await self._call(self._stub.RegisterCompiledArtifact, request)
+
     async def get_artifact(self, ref: str) -> common_pb2.Artifact:
         """By "sha256:<hex>", "name@alias" or "name" (= name@latest)."""
         return await self._call(self._stub.GetArtifact, registry_pb2.GetArtifactRequest(ref=ref))
@@ -99,6 +91,11 @@ class RegistryClient:
     async def resolve(self, ref: str) -> str:
         """The artifact id ("sha256:<hex>") that `ref` points at now."""
         return (await self.get_artifact(ref)).id
+
+    async def get_compiled_artifact(self, compiled_id: str) -> common_pb2.CompiledArtifact:
+        """A compiler's output by "sha256:<hex>" (a "compiled:" prefix is accepted too)."""
+        request = registry_pb2.GetCompiledArtifactRequest(id=compiled_id)
+        return await self._call(self._stub.GetCompiledArtifact, request)
 
     async def publish_skill(self, spec_yaml: str, *, expected_version: str = "") -> registry_pb2.PublishSkillResponse:
         request = registry_pb2.PublishSkillRequest(spec_yaml=spec_yaml, expected_version=expected_version)

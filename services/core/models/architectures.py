@@ -68,6 +68,31 @@ class HashedBagOfWords(nn.Module):
         return self.linear(bags)
 
 
+class TransformerEncoderRegressor(nn.Module):
+    """(batch, seq_len) series -> (batch, outputs): a per-step projection, learned positions, a
+    TransformerEncoder (batch_first, no dropout) and a mean-pooled linear head.
+
+    state_dict: series_mean, series_std, proj.{weight,bias}, position, encoder.layers.N.*, head.{weight,bias}.
+    """
+
+    def __init__(self, seq_len: int, d_model: int, nhead: int, num_layers: int, dim_feedforward: int,
+                 outputs: int = 1) -> None:
+        super().__init__()
+        self.register_buffer("series_mean", torch.zeros(1))
+        self.register_buffer("series_std", torch.ones(1))
+        self.proj = nn.Linear(1, d_model)
+        self.position = nn.Parameter(torch.zeros(seq_len, d_model))
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout=0.0, batch_first=True)
+        # No nested tensors: inputs are dense (no padding masks) and exporters need plain tensors.
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, outputs)
+
+    def forward(self, series: torch.Tensor) -> torch.Tensor:
+        z = ((series - self.series_mean) / self.series_std).unsqueeze(-1)
+        h = self.encoder(self.proj(z) + self.position)
+        return self.head(h.mean(dim=1))
+
+
 def hash_texts(texts: list[str], buckets: int) -> torch.Tensor:
     """Token counts hashed into buckets (crc32 % buckets), L1-normalised per text."""
     bags = torch.zeros(len(texts), buckets)
@@ -105,10 +130,22 @@ def _bow(spec: Mapping[str, Any]) -> nn.Module:
     return HashedBagOfWords(_int(spec, "buckets"), _int(spec, "classes"))
 
 
+def _transformer(spec: Mapping[str, Any]) -> nn.Module:
+    d_model, nhead = _int(spec, "d_model"), _int(spec, "nhead")
+    if d_model % nhead:
+        raise InvalidArgument("d_model must be divisible by nhead", field="metadata.architecture.nhead")
+    optional = {key: _int(spec, key) for key in ("num_layers", "dim_feedforward", "outputs") if key in spec}
+    return TransformerEncoderRegressor(
+        seq_len=_int(spec, "seq_len"), d_model=d_model, nhead=nhead, num_layers=optional.get("num_layers", 1),
+        dim_feedforward=optional.get("dim_feedforward", 4 * d_model), outputs=optional.get("outputs", 1),
+    )
+
+
 BUILDERS: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {
     "mlp": _mlp,
     "lstm_forecaster": _lstm,
     "hashed_bow_linear": _bow,
+    "transformer_encoder": _transformer,
 }
 
 
