@@ -53,7 +53,17 @@ def finish(operation: operations_pb2.Operation, as_json: bool) -> None:
         if not as_json:
             out.fail(out.escape(f"{State.Name(operation.state)}: {where}{error.message}"), out.EXIT_CODES.get(code, 1))
         raise typer.Exit(out.EXIT_CODES.get(code, 1))
-    if not as_json and operation.result.Is(common_pb2.Artifact.DESCRIPTOR):
+    if not as_json and operation.result.Is(common_pb2.CompiledArtifact.DESCRIPTOR):
+        compiled = common_pb2.CompiledArtifact()
+        operation.result.Unpack(compiled)
+        v = compiled.validation
+        rows = [("id", compiled.id), ("source", compiled.source_artifact_id), ("compiler", compiled.compiler),
+                ("target", compiled.target), ("triton platform", compiled.triton_platform),
+                ("files", ", ".join(f.path for f in compiled.files)), ("size", compiled.size),
+                ("max abs / rel error", f"{v.max_abs_error:.3g} / {v.max_rel_error:.3g}"
+                 + (" (over tolerance, warned)" if v.warned else ""))]
+        out.console().print(out.table("compiled", ["", ""], rows))
+    elif not as_json and operation.result.Is(common_pb2.Artifact.DESCRIPTOR):
         artifact = common_pb2.Artifact()
         operation.result.Unpack(artifact)
         rows = [("id", artifact.id), ("name", artifact.name), ("aliases", ", ".join(artifact.aliases)),
