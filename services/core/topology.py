@@ -67,3 +67,14 @@ def load_topology(path: Path | None) -> Topology:
         return _build(raw.get("services") or {})
     except (yaml.YAMLError, ValueError, TypeError) as exc:
         raise InvalidArgument(f"bad topology file {path}: {exc}", field="topology_file") from exc
+
+
+MCP_GATEWAY = "mlmesh-ml-mcp"
+MCP_PATH = "/mcp/ml"
+
+
+def mcp_ml_url(configured: str, topology: Topology) -> str:
+    """`mcp_ml_url` when set, else the gateway's HTTP address from the topology (the seed's fallback map)."""
+    if configured:
+        return configured
+    return topology.get(MCP_GATEWAY).url + MCP_PATH
