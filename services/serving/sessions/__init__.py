@@ -5,6 +5,7 @@ from services.serving.sessions.session import Session
 from services.serving.sessions.snapshot import (
     Answer,
     HaltResult,
+    InferTotals,
     ResponseMeta,
     SessionSnapshot,
     SessionState,
@@ -12,6 +13,6 @@ from services.serving.sessions.snapshot import (
 )
 
 __all__ = [
-    "Answer", "ExecutorFactory", "HaltResult", "ResponseMeta", "Session", "SessionManager", "SessionSnapshot",
-    "SessionState", "SessionStats", "in_process_executor", "session_entity",
+    "Answer", "ExecutorFactory", "HaltResult", "InferTotals", "ResponseMeta", "Session", "SessionManager",
+    "SessionSnapshot", "SessionState", "SessionStats", "in_process_executor", "session_entity",
 ]

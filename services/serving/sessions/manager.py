@@ -13,15 +13,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
-from services.core.errors import AlreadyExists, InvalidArgument, NotFound
+from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.core.lineage import LineageBus, LineageEvent, normalize_entity
 from services.core.settings import MLSettings
 from services.serving.engine.config import BatchingConfig
 from services.serving.engine.executor import Executor, InProcessExecutor, default_torch_threads
 from services.serving.interfaces.backends.base import ModelBackend
+from services.serving.interfaces.calls import Call
+from services.serving.interfaces.results import CallOptions
 from services.serving.rules.pack import DEFAULT_PACK, RulePackLoader
 from services.serving.sessions.session import Session
-from services.serving.sessions.snapshot import HaltResult, SessionSnapshot, SessionState
+from services.serving.sessions.snapshot import Answer, HaltResult, SessionSnapshot, SessionState
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ExecutorFactory = Callable[[ModelBackend, str], Executor]   # (backend, session id) -> executor
@@ -95,6 +97,17 @@ class SessionManager:
         if session is None:
             raise NotFound(f"no session {session_id!r}", field="session_id")
         return session
+
+    async def infer(self, session_id: str, call: Call, options: CallOptions | None = None) -> Answer:
+        """The request path of the servicers: a call of another interface than the session's is a
+        precondition failure (the session exists and the call is well-formed, just not for it)."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"no session {session_id!r}", field="session_id")
+        if call.interface != session.interface:
+            raise FailedPrecondition(f"session {session_id} serves the {session.interface} interface, "
+                                     f"not {call.interface}", field="session_id")
+        return await session.infer(call, options)
 
     def list(self, state: SessionState | None = None) -> list[Session]:
         return [s for s in self._sessions.values() if state is None or s.state is state]

@@ -9,6 +9,7 @@ finishes and is answered in full, or with `cancel_running` fails whole. No reque
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -23,7 +24,14 @@ from services.serving.interfaces.binding import bind_interface
 from services.serving.interfaces.calls import Call
 from services.serving.interfaces.results import CallOptions
 from services.serving.rules.ruleset import RuleSet
-from services.serving.sessions.snapshot import Answer, ResponseMeta, SessionSnapshot, SessionState, SessionStats
+from services.serving.sessions.snapshot import (
+    Answer,
+    InferTotals,
+    ResponseMeta,
+    SessionSnapshot,
+    SessionState,
+    SessionStats,
+)
 
 _NO_OPTIONS = CallOptions()
 
@@ -45,6 +53,7 @@ class Session:
         self.created_at = self.updated_at = datetime.now(UTC)
         self._on_change = on_change
         self._halts = 0  # a resume that raced a newer halt must not re-open the session
+        self.totals = InferTotals()  # cumulative durations (KServe statistics); not part of snapshots
         loop_type = SequenceLoop if backend.autoregressive else EngineLoop
         self.loop = loop_type(executor, batching, on_outcome=rules.record)
 
@@ -127,6 +136,11 @@ class Session:
             if probe:
                 self.rules.breaker.release_probe()
         result = self.backend.postprocess(prepared, done.outputs)
+        totals = self.totals
+        totals.success += 1
+        totals.queue_s += done.queue_s
+        totals.compute_s += done.compute_s
+        totals.last_ms = int(time.time() * 1000)
         return Answer(result, ResponseMeta(self.id, self.backend.artifact_id, done.batch_size,
                                            done.queue_s * 1e3, done.compute_s * 1e3))
 

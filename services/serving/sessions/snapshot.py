@@ -45,6 +45,16 @@ class SessionSnapshot:
     updated_at: datetime
 
 
+@dataclass(slots=True)
+class InferTotals:
+    """Answered requests and their summed queue and compute time since the deploy (mutable, per session)."""
+
+    success: int = 0
+    queue_s: float = 0.0
+    compute_s: float = 0.0
+    last_ms: int = 0            # wall-clock milliseconds of the last answer; 0 before the first
+
+
 @dataclass(frozen=True)
 class ResponseMeta:
     session_id: str

@@ -1,0 +1,80 @@
+"""The Serving gRPC servicer: proto in, domain call, proto out. Errors are mapped by the interceptor.
+
+`replica` names this service instance in every ServingSession and HaltResult ("serving@host:port");
+the composition root sets it once the port is bound.
+"""
+
+from __future__ import annotations
+
+from mlmesh.v1 import serving_pb2_grpc
+from services.core.auth.principal import current_principal
+from services.serving import converters as cv
+from services.serving.loading.deployer import Deployer
+from services.serving.sessions.manager import SessionManager
+
+
+def _actor() -> str:
+    principal = current_principal()
+    return principal.subject if principal else "anonymous"
+
+
+class ServingServicer(serving_pb2_grpc.ServingServicer):
+    def __init__(self, manager: SessionManager, deployer: Deployer, *, replica: str = "serving") -> None:
+        self._manager = manager
+        self._deployer = deployer
+        self.replica = replica
+
+    # ---- sessions ----
+
+    async def Deploy(self, request, context):
+        session = await self._deployer.deploy(cv.deploy_spec(request), actor=_actor())
+        return cv.session(session.snapshot(), self.replica)
+
+    async def GetSession(self, request, context):
+        return cv.session(self._manager.get(request.session_id).snapshot(), self.replica)
+
+    async def ListSessions(self, request, context):
+        return cv.sessions(self._manager.snapshots(), self.replica, request.state)
+
+    async def WatchSessions(self, request, context):
+        async for snapshots in self._manager.watch(request.interval_s):
+            yield cv.sessions(snapshots, self.replica)
+
+    async def HaltSession(self, request, context):
+        return cv.session(await self._manager.halt(request.session_id, request.reason), self.replica)
+
+    async def ResumeSession(self, request, context):
+        return cv.session(await self._manager.resume(request.session_id), self.replica)
+
+    async def UndeploySession(self, request, context):
+        return cv.session(await self._manager.undeploy(request.session_id), self.replica)
+
+    async def HaltAll(self, request, context):
+        return cv.halt_all(await self._manager.halt_all(request.reason), self.replica)
+
+    # ---- typed interface calls (the hot path) ----
+
+    async def Predict(self, request, context):
+        answer = await self._manager.infer(request.session_id, cv.predict_call(request),
+                                           cv.options(request.options, context))
+        return cv.predict_response(answer)
+
+    async def Forecast(self, request, context):
+        answer = await self._manager.infer(request.session_id, cv.forecast_call(request),
+                                           cv.options(request.options, context))
+        return cv.forecast_response(answer)
+
+    async def Classify(self, request, context):
+        answer = await self._manager.infer(request.session_id, cv.classify_call(request),
+                                           cv.options(request.options, context))
+        return cv.classify_response(answer)
+
+    async def Segment(self, request, context):
+        answer = await self._manager.infer(request.session_id, cv.segment_call(request),
+                                           cv.options(request.options, context))
+        return cv.segment_response(answer)
+
+    async def Analyze(self, request, context):
+        answer = await self._manager.infer(request.session_id, cv.analyze_call(request),
+                                           cv.options(request.options, context))
+        return cv.analyze_response(answer)
