@@ -5,7 +5,6 @@ Independent of the command line on purpose: tests and other front ends drive it 
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import os
 import signal
@@ -17,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.core.processes import die_with_parent_prefix
 from services.core.topology import ServiceEndpoint, Topology
 from services.mesh.health import DOWN, SERVING, check_health
 
@@ -81,14 +81,6 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _die_with_parent() -> None:
-    # Linux only: a child gets SIGTERM (and drains) if `mlmesh up` itself is killed outright.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 @dataclass
 class Supervisor:
     """Starts services in topology order, each only after the previous one is healthy."""
@@ -124,11 +116,10 @@ class Supervisor:
         with log_path.open("ab") as log:
             offset = log.tell()
             process = subprocess.Popen(
-                [self.python, "-m", endpoint.module],
+                [*die_with_parent_prefix(), self.python, "-m", endpoint.module],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 # Own session: a terminal's Ctrl-C reaches only `mlmesh up`, which then stops children in order.
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         child = ServiceProcess(endpoint, process, log_path, offset)
         self.children.append(child)

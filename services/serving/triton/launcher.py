@@ -11,7 +11,6 @@ stop also ends the backend stubs it spawned, and it dies with its parent (PR_SET
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import platform
 import secrets
@@ -19,7 +18,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
+from services.core.processes import die_with_parent_prefix
 from services.core.errors import FailedPrecondition, Unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -124,12 +123,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent_hook() -> Callable[[], object]:
-    """A preexec_fn setting PR_SET_PDEATHSIG; resolved here, since the child may only call it."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    return lambda: prctl(1, signal.SIGTERM)
-
-
 class TritonServer:
     """`async with TritonServer(settings, model_repository=..., log_file=...) as triton: triton.url`."""
 
@@ -205,8 +198,8 @@ class TritonServer:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
             log.flush()
             self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True, preexec_fn=_die_with_parent_hook(),
+                [*die_with_parent_prefix(), *cmd], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True,
             )  # fmt: skip
         self.url = f"127.0.0.1:{grpc_port}"
 

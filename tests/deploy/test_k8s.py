@@ -1,0 +1,106 @@
+"""deploy/k8s: built with a minimal kustomize (cross-checked with `kubectl kustomize` where kubectl exists)
+and validated against the Kubernetes schemas (kubernetes-validate, offline); names, ports and probes
+match the topology; every pod runs non-root without privilege escalation and with resources set."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from services.core.topology import load_topology
+from tests.deploy.conftest import REPO
+from tests.deploy.kustomize import build, find
+
+K8S = REPO / "deploy" / "k8s"
+BASE, OVERLAY = K8S / "base", K8S / "overlays" / "scaled-serving"
+TOPOLOGY = load_topology(REPO / "deploy" / "topology.yaml")
+KUBERNETES_VERSION = "1.32"       # grpc probes are GA since 1.27
+
+
+@pytest.fixture(scope="module", params=[BASE, OVERLAY], ids=["base", "scaled-serving"])
+def objects(request) -> list[dict]:
+    return build(request.param)
+
+
+def pod(objects: list[dict], name: str) -> dict:
+    return find(objects, "Deployment", name)["spec"]["template"]["spec"]
+
+
+def test_every_object_is_valid_against_the_kubernetes_schemas(objects):
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_each_topology_service_has_a_deployment_and_service_on_its_port(objects):
+    for name, endpoint in TOPOLOGY.services.items():
+        container = next(c for c in pod(objects, name)["containers"] if c["name"] == name)
+        assert container["command"] == ["python", "-m", endpoint.module]
+        assert [p["containerPort"] for p in container["ports"]] == [endpoint.port]
+        service = find(objects, "Service", name)
+        assert [p["port"] for p in service["spec"]["ports"]] == [endpoint.port]
+        assert service["spec"]["selector"] == find(objects, "Deployment", name)["spec"]["selector"]["matchLabels"]
+
+
+def test_grpc_services_have_native_grpc_probes_and_the_gateway_http_ones(objects):
+    for name, endpoint in TOPOLOGY.services.items():
+        container = pod(objects, name)["containers"][0]
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            probe = container[kind]
+            if endpoint.health == "grpc":
+                assert probe["grpc"] == {"port": endpoint.port}, (name, kind)
+            else:
+                assert probe["httpGet"]["path"] == endpoint.health, (name, kind)
+
+
+def test_pods_run_non_root_without_privilege_escalation_and_with_resources(objects):
+    for name in TOPOLOGY.services:
+        spec = pod(objects, name)
+        assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
+        assert spec["automountServiceAccountToken"] is False
+        for container in spec["containers"]:
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+            assert "memory" in container["resources"]["limits"]
+            image, _, tag = container["image"].rpartition(":")
+            assert image and tag and tag != "latest"
+
+
+def test_config_comes_from_configmaps_and_the_topology_names_every_service(objects):
+    env = find(objects, "ConfigMap", "mlmesh-env")["data"]
+    assert env["MLMESH_TOPOLOGY_FILE"] == "/etc/mlmesh/topology.yaml"
+    topology = yaml.safe_load(find(objects, "ConfigMap", "mlmesh-topology")["data"]["topology.yaml"])["services"]
+    assert set(topology) == set(TOPOLOGY.services)
+    for name, endpoint in TOPOLOGY.services.items():
+        assert topology[name]["host"] == name and topology[name]["port"] == endpoint.port
+        spec = pod(objects, name)
+        refs = [e["configMapRef"]["name"] for e in spec["containers"][0]["envFrom"] if "configMapRef" in e]
+        assert refs == ["mlmesh-env"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["topology"]["configMap"]["name"] == "mlmesh-topology"
+
+
+def test_the_overlay_scales_serving_only_and_patches_its_resources():
+    base, scaled = build(BASE), build(OVERLAY)
+    for name in TOPOLOGY.services:
+        replicas = find(scaled, "Deployment", name)["spec"]["replicas"]
+        assert replicas == (3 if name == "serving" else find(base, "Deployment", name)["spec"]["replicas"])
+    container = pod(scaled, "serving")["containers"][0]
+    assert container["resources"]["limits"]["memory"] == "8Gi"
+    assert container["readinessProbe"] == pod(base, "serving")["containers"][0]["readinessProbe"], \
+        "the patch merges into the container; it does not replace it"
+    assert find(scaled, "Service", "serving")["spec"]["clusterIP"] == "None"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed here")
+@pytest.mark.parametrize("root", [BASE, OVERLAY], ids=["base", "scaled-serving"])
+def test_the_minimal_kustomize_agrees_with_kubectl_kustomize(root):
+    result = subprocess.run(["kubectl", "kustomize", str(root)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    real = sorted((o for o in yaml.safe_load_all(result.stdout) if o), key=key)
+    assert real == sorted(build(root), key=key)
