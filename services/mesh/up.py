@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -13,6 +14,8 @@ import typer
 from services.core.settings import ServerSettings
 from services.mesh import output as out
 from services.mesh.client import MeshClient
+from services.mesh.envoy.config import load_envoy_options, topology_wants_envoy
+from services.mesh.envoy.process import EnvoyProcess, start_envoy
 from services.mesh.supervisor import ServiceFailed, ServiceProcess, Supervisor, startable
 
 if TYPE_CHECKING:   # the demo pulls in torch; commands other than `up --demo` should not pay for it
@@ -34,10 +37,14 @@ def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: f
     if not endpoints:
         out.fail("no service of the topology can be started here (no module with a __main__)")
     grace = ServerSettings().shutdown_grace_s
+    # Children read the same state and topology, whatever their working directory resolves.
+    env = {"MLMESH_HOME": str(home), "MLMESH_TOPOLOGY_FILE": str(client.mesh.topology_file.absolute())}
+    if topology_wants_envoy(client.mesh.topology_file):
+        front = load_envoy_options(client.mesh.topology_file)
+        env["MLMESH_MCP_ALLOWED_HOSTS"] = json.dumps([f"{front.host}:{front.port}"])  # agents may come via Envoy
     supervisor = Supervisor(
         home=home,
-        # Children read the same state and topology, whatever their working directory resolves.
-        env={"MLMESH_HOME": str(home), "MLMESH_TOPOLOGY_FILE": str(client.mesh.topology_file.absolute())},
+        env=env,
         health_timeout_s=health_timeout_s,
         stop_timeout_s=grace + 5.0,
     )
@@ -45,11 +52,15 @@ def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: f
     # A shell's background job inherits SIGINT ignored; `up` must still stop on it.
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    code = 0
+    code, envoy = 0, None
     try:
         supervisor.start_all(endpoints, on_ready=None if as_json else
                              lambda c: con.print(f"[green]✓[/] {c.name} healthy on {c.endpoint.address}"))
+        envoy = _start_envoy(client, home, health_timeout_s)
         report = _report(client, supervisor.children)
+        if envoy is not None:
+            report["envoy"] = {"address": envoy.address, "admin": envoy.admin_url, "pid": envoy.pid,
+                               "log_file": str(envoy.log_path), "config": str(envoy.config)}
         if not as_json:
             _print_endpoints(client, supervisor.children, report)
         if demo:
@@ -63,8 +74,10 @@ def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: f
             typer.echo(json.dumps(report, separators=(",", ":")))   # one line: scripts readline() it
         else:
             con.print("[bold]mesh is up[/]; Ctrl-C stops it")
-        while (dead := supervisor.exited()) is None:
+        while (dead := supervisor.exited()) is None and (envoy is None or envoy.process.poll() is None):
             time.sleep(0.5)
+        if dead is None:
+            dead = envoy
         _print_failure(ServiceFailed(dead.name, f"exited with code {dead.process.returncode}",
                                      dead.log_path, dead.log_tail()))
         code = 1
@@ -79,7 +92,8 @@ def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: f
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if not as_json and supervisor.children:
             con.print("stopping…")
-        stopped = supervisor.stop_all()
+        stopped = {"envoy": envoy.stop(grace)} if envoy is not None else {}
+        stopped |= supervisor.stop_all()
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous)
         if as_json:
@@ -88,6 +102,14 @@ def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: f
             for name, rc in stopped.items():
                 con.print(f"{name} stopped (exit code {rc})")
     return code
+
+
+def _start_envoy(client: MeshClient, home: Path, health_timeout_s: float) -> EnvoyProcess | None:
+    """The front door, when the topology has an `envoy:` section: started once every service is healthy."""
+    if not topology_wants_envoy(client.mesh.topology_file):
+        return None
+    options = load_envoy_options(client.mesh.topology_file)
+    return start_envoy(home, client.topology, options, ready_timeout_s=health_timeout_s)
 
 
 def _report(client: MeshClient, children: list[ServiceProcess]) -> dict[str, Any]:
@@ -113,6 +135,9 @@ def _print_endpoints(client: MeshClient, children: list[ServiceProcess], report:
     con = out.console()
     rows = [(c.name, c.endpoint.address, f"{c.health}", c.pid, c.log_path) for c in children]
     rows += [(n, client.topology.services[n].address, "not built yet", "", "") for n in report["not_started"]]
+    if "envoy" in report:
+        envoy = report["envoy"]
+        rows.append(("envoy (front door)", envoy["address"], "READY", envoy["pid"], envoy["log_file"]))
     con.print(out.table("mlmesh endpoints", ["service", "address", "health", "pid", "log file"], rows))
     if "operator_token" in report:
         con.print("development operator token (audience registry):", style="bold")

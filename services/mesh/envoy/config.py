@@ -63,6 +63,17 @@ def load_envoy_options(path: Path | None) -> EnvoyOptions:
     return envoy_options(raw, path)
 
 
+def topology_wants_envoy(path: Path | None) -> bool:
+    """`mlmesh up` starts Envoy when the topology file has an `envoy:` section (deploy/topology.yaml does)."""
+    if path is None or not Path(path).is_file():
+        return False
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError:
+        return False  # load_envoy_options reports the parse error
+    return isinstance(raw, dict) and "envoy" in raw
+
+
 def replica_ports(endpoint: ServiceEndpoint) -> list[int]:
     """`replicas: N` listen on N consecutive ports from `port`."""
     return [endpoint.port + i for i in range(endpoint.replicas)]

@@ -75,6 +75,8 @@ class EnvoyProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    name = NAME
+
     @property
     def address(self) -> str:
         return f"{self.options.host}:{self.options.port}"

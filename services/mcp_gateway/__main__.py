@@ -1,0 +1,3 @@
+from services.mcp_gateway.cli import main
+
+main()
