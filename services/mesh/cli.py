@@ -12,7 +12,8 @@ from mlmesh.v1 import registry_pb2
 from services.core.auth.policy import ALL_SCOPES
 from services.core.errors import InvalidArgument, MLMeshError
 from services.mesh import output as out
-from services.mesh import compile_cmds, operation_cmds, registry_cmds
+from services.mesh import compile_cmds, operation_cmds, registry_cmds, serving_cmds
+from services.mesh.agent.cli import agent_app
 from services.mesh.client import CALL_TIMEOUT_S, MeshClient
 from services.mesh.health import SERVING, check_health
 from services.mesh.registry_cmds import JsonOpt, all_pages
@@ -32,6 +33,11 @@ app.command("pull")(operation_cmds.pull)
 app.command("compile")(compile_cmds.compile_artifact)
 app.command("compilers")(compile_cmds.compilers)
 app.add_typer(operation_cmds.operations_app, name="operations")
+for _verb in ("serve", "sessions", "predict", "forecast", "classify", "analyze", "segment", "halt", "resume",
+              "undeploy"):
+    app.command(_verb)(getattr(serving_cmds, _verb))
+app.command("halt-all")(serving_cmds.halt_all)
+app.add_typer(agent_app, name="agent")
 
 
 def _client(subject: str = "operator") -> MeshClient:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import textwrap
 from collections.abc import Awaitable, Callable
 from enum import Enum
@@ -10,9 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 
-from mlmesh.v1 import registry_pb2
+from mlmesh.v1 import operations_pb2, operations_pb2_grpc, registry_pb2, registry_pb2_grpc
 from services.core.errors import InvalidArgument
 from services.mesh import output as out
 from services.mesh.client import CALL_TIMEOUT_S, MeshClient
@@ -112,6 +115,93 @@ def skills_show(
     con.print(lock_table(dict(version.lock)))
     rows = [(v.number, v.version, v.created_by, out.when(v, "created_at")) for v in versions]
     con.print(out.table("versions", ["#", "version", "by", "created"], rows))
+
+
+def _skill_inputs(pairs: list[str]) -> dict[str, Any]:
+    """KEY=JSON pairs (`--input prices='[101.2, 100.8]'`); a bare word is a string (`--input regime=bull`)."""
+    inputs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key or key in inputs:
+            raise InvalidArgument(f"{pair!r} is not KEY=JSON, or KEY is given twice", field="input")
+        try:
+            inputs[key] = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            if raw.lstrip()[:1] in ("[", "{", '"'):  # meant as JSON: say where it breaks, never send a string
+                raise InvalidArgument(f"is not valid JSON: {exc}", field=f"inputs.{key}") from None
+            inputs[key] = raw
+    return inputs
+
+
+async def _follow_steps(channel: Any, operation: operations_pb2.Operation, *, quiet: bool) -> operations_pb2.Operation:
+    """Watch a skill run step by step; Ctrl-C cancels it on the registry, not just here."""
+    stub = operations_pb2_grpc.OperationsStub(channel)
+    columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[message]}"), TimeElapsedColumn())
+    with Progress(*columns, console=out.console(), disable=quiet, transient=False) as bar:
+        task = bar.add_task("pending", total=None, message="")
+        try:
+            async for operation in stub.WatchOperation(operations_pb2.WatchOperationRequest(id=operation.id)):
+                p = operation.progress
+                bar.update(task, description=p.stage or "pending", total=p.total or None, completed=p.done,
+                           message=p.message[:60])
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            await stub.CancelOperation(operations_pb2.CancelOperationRequest(id=operation.id), timeout=CALL_TIMEOUT_S)
+            raise
+    return operation
+
+
+def _compact(value: Any, width: int) -> str:
+    """A value on one line for a table: strings bare, numbers to 6 significant digits, cut at `width`."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return textwrap.shorten(re.sub(r"-?\d+\.\d{7,}(?:e-?\d+)?", lambda m: f"{float(m[0]):.6g}", text), width,
+                            placeholder=" …")
+
+
+def _print_run(run: registry_pb2.SkillRun) -> None:
+    """The outputs, then each step (its model as written; --json has the resolved hashes and timings)."""
+    con = out.console()
+    status = registry_pb2.SkillRunStatus.Name(run.status).removeprefix("SKILL_RUN_STATUS_")
+    con.print(f"[bold]{run.skill_name}[/]@{run.skill_version[:12]} run {run.id}: {status} in "
+              f"{run.duration_ms:.0f} ms{' (aliases re-resolved)' if run.reresolved_aliases else ''}", soft_wrap=True)
+    if outputs := out.to_dict(run.outputs):
+        con.print(out.table("outputs", ["output", "value"], [(k, _compact(v, 60)) for k, v in outputs.items()]))
+    rows = [(s.step_id, s.model, f"{s.duration_ms:.0f}", s.error or _compact(out.to_dict(s.output), 40))
+            for s in run.steps]
+    con.print(out.table("steps", ["step", "model", "ms", "output / error"], rows))
+
+
+@skills_app.command("run")
+def skills_run(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION (latest, a number or a version prefix).")],
+    inputs: Annotated[list[str], typer.Option("--input", help="A skill input KEY=JSON (repeat).")] = [],
+    experiment: Annotated[str, typer.Option("--experiment", help="File the run under this experiment id.")] = "",
+    test: Annotated[str, typer.Option("--test", help="File the run under this test id.")] = "",
+    reresolve: Annotated[bool, typer.Option("--reresolve", help="Resolve model aliases now instead of the "
+                                            "version's lock (recorded in the run).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a hash-locked skill version on serving; shows each step, Ctrl-C cancels the run."""
+    from services.mesh.operation_cmds import finish  # operation_cmds imports this module
+
+    async def call() -> tuple[operations_pb2.Operation, registry_pb2.SkillRun | None]:
+        request = registry_pb2.RunSkillRequest(ref=ref, experiment_id=experiment, test_id=test,
+                                               reresolve_aliases=reresolve)
+        request.inputs.update(_skill_inputs(inputs))
+        async with MeshClient().channel("registry") as channel:
+            registry = registry_pb2_grpc.RegistryStub(channel)
+            started = await registry.RunSkill(request, timeout=CALL_TIMEOUT_S)
+            final = await _follow_steps(channel, started, quiet=as_json)
+            if as_json or "run_id" not in final.request:
+                return final, None
+            # The ledger has the run, also when it failed or was cancelled (then with every step that ran).
+            request = registry_pb2.GetSkillRunRequest(id=final.request["run_id"])
+            return final, await registry.GetSkillRun(request, timeout=CALL_TIMEOUT_S)
+
+    operation, run = out.run(call())
+    if run is not None:
+        _print_run(run)
+    finish(operation, as_json)
 
 
 # ---- artifacts ----

@@ -11,21 +11,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mlmesh.v1 import operations_pb2_grpc, registry_pb2_grpc
 from services.core.auth import policy
-from services.core.auth.tokens import TokenVerifier
+from services.core.auth.tokens import TokenIssuer, TokenVerifier
 from services.core.db.engine import make_engine
 from services.core.db.migrate import upgrade_to_head
 from services.core.grpc.server import ServiceHost, configure_logging
 from services.core.lineage import LineageBus
+from services.core.operations.runner import OperationRunner
 from services.core.operations.servicer import OperationsServicer
 from services.core.operations.store import OperationStore
 from services.core.settings import AuthSettings, MeshSettings, ServerSettings
 from services.core.topology import load_topology
+from services.registry import converters
 from services.registry.artifacts import ArtifactCatalog
 from services.registry.compiled import CompiledCatalog
 from services.registry.ledger import RunLedger
 from services.registry.lineage_store import LineageStore
 from services.registry.servicer import RegistryDomain, RegistryServicer
 from services.registry.skills.catalog import SkillCatalog
+from services.registry.skills.runtime import MLSkillRuntime, fail_interrupted_runs
+from services.registry.skills.serving_link import ServingLink
 
 SERVICE = "registry"
 log = logging.getLogger("mlmesh.registry")
@@ -51,24 +55,33 @@ METHOD_SCOPES = {
 
 @dataclass
 class RegistryApp:
-    """A built registry: its domain, its database engine and its gRPC host."""
+    """A built registry: its domain, its database engine, its skill runs and its gRPC host."""
 
     host: ServiceHost
     engine: AsyncEngine
     domain: RegistryDomain
     operations: OperationStore
+    runner: OperationRunner
+    runtime: MLSkillRuntime
 
     async def start(self, bind_host: str, port: int) -> int:
         return await self.host.start(bind_host, port)
 
     async def stop(self, grace: float | None = None) -> None:
         await self.host.stop(grace)
+        await self.close()
+
+    async def close(self) -> None:
+        await self.runner.aclose()  # runs in flight are recorded FAILED (interrupted), like a restart would
+        await self.runtime.aclose()
         await self.engine.dispose()
 
 
 async def build_registry(
-    mesh: MeshSettings, server: ServerSettings, auth: AuthSettings, *, verifier: TokenVerifier | None = None
+    mesh: MeshSettings, server: ServerSettings, auth: AuthSettings, *, verifier: TokenVerifier | None = None,
+    serving_address: str | None = None,
 ) -> RegistryApp:
+    """`serving_address` overrides the topology's `serving` (looked up when the first skill run starts)."""
     mesh.ensure_home()
     engine = make_engine(mesh.database_url)
     await upgrade_to_head(engine)
@@ -76,15 +89,24 @@ async def build_registry(
     lineage = LineageStore(engine)
     bus.subscribe(lineage.record)  # the registry is the lineage sink of record
     artifacts = ArtifactCatalog(engine, bus)
+    skills, ledger = SkillCatalog(engine, artifacts, bus), RunLedger(engine)
+    operations = OperationStore(engine, SERVICE)
+    await operations.recover_interrupted()
+    await fail_interrupted_runs(engine)
+    # No progress throttle: a skill run reports once per finished step, and a watcher should see each.
+    runner = OperationRunner(operations, progress_interval_s=0.0)
+    serving = ServingLink(TokenIssuer.from_settings(mesh, auth), address=serving_address,
+                          topology_file=mesh.topology_file)
+    runtime = MLSkillRuntime(skills=skills, artifacts=artifacts, ledger=ledger, runner=runner, serving=serving,
+                             bus=bus, as_result=converters.skill_run)
     domain = RegistryDomain(
         artifacts=artifacts,
         compiled=CompiledCatalog(engine, bus),
         lineage=lineage,
-        skills=SkillCatalog(engine, artifacts, bus),
-        ledger=RunLedger(engine),
+        skills=skills,
+        ledger=ledger,
+        runtime=runtime,
     )
-    operations = OperationStore(engine, SERVICE)
-    await operations.recover_interrupted()
     host = ServiceHost(
         SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE), METHOD_SCOPES
     )
@@ -95,7 +117,7 @@ async def build_registry(
         lambda s: operations_pb2_grpc.add_OperationsServicer_to_server(operations_servicer, s),
         ["mlmesh.v1.Operations"],
     )
-    return RegistryApp(host=host, engine=engine, domain=domain, operations=operations)
+    return RegistryApp(host=host, engine=engine, domain=domain, operations=operations, runner=runner, runtime=runtime)
 
 
 async def serve(port: int | None = None) -> None:
@@ -108,7 +130,7 @@ async def serve(port: int | None = None) -> None:
     try:
         await app.host.run_until_signal()
     finally:
-        await app.engine.dispose()
+        await app.close()
 
 
 def _redact(url: str) -> str:

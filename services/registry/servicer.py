@@ -14,6 +14,7 @@ from services.registry.compiled import CompiledCatalog
 from services.registry.ledger import RunLedger
 from services.registry.lineage_store import LineageStore
 from services.registry.skills.catalog import SkillCatalog
+from services.registry.skills.runtime import MLSkillRuntime
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class RegistryDomain:
     lineage: LineageStore
     skills: SkillCatalog
     ledger: RunLedger
+    runtime: MLSkillRuntime | None = None  # None: this registry runs no skills (RunSkill is UNIMPLEMENTED)
 
 
 def _actor() -> str:
@@ -109,7 +111,12 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         )
 
     async def RunSkill(self, request, context) -> operations_pb2.Operation:
-        raise Unimplemented("skill execution (MLSkillRuntime) is not built yet; the run ledger RPCs work")
+        if self._d.runtime is None:
+            raise Unimplemented("this registry was built without a skill runtime")
+        return await self._d.runtime.start(
+            request.ref, cv.struct_dict(request.inputs), actor=_actor(), experiment_id=request.experiment_id,
+            test_id=request.test_id, reresolve_aliases=request.reresolve_aliases,
+        )
 
     async def GetSkillRun(self, request, context):
         return cv.skill_run(await self._d.ledger.get_run(request.id))

@@ -171,10 +171,11 @@ async def test_unknown_and_malformed_skill_refs(stub, ref, code):
     assert caught.value.code() == code
 
 
-async def test_run_skill_is_not_pretended(stub):
+async def test_run_skill_of_an_unknown_skill_is_not_found(stub):
+    # Runs themselves are covered in test_skill_runtime.py (with a real serving).
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.RunSkill(registry_pb2.RunSkillRequest(ref="regime_aware_alpha"))
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_concurrent_publishes_of_one_skill_all_land_with_distinct_numbers(stub):

@@ -1,7 +1,9 @@
-"""The demo seed: train the six models, store their weights, register them, publish the seed skills.
+"""The demo seed: train the six models, store their weights, register them, publish the seed skills; with
+serving up, serve the models and run both seed skills once (demo/skills.py).
 
 Idempotent: training is seeded and deterministic, so a second run produces the same bytes, the same
-artifact ids and (the specs being unchanged) the same skill versions.
+artifact ids and (the specs being unchanged) the same skill versions; the sessions are reused, and
+each seed run adds one more run to the ledger.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mlmesh.v1 import common_pb2, registry_pb2
+from mlmesh.v1 import common_pb2, registry_pb2, serving_pb2
 from services.core.artifacts.save import SavedArtifact
 from services.core.artifacts.signing import signature_message
 from services.core.artifacts.toolkit import ArtifactToolkit, build_artifact_toolkit
@@ -25,6 +27,7 @@ from services.core.errors import IntegrityError, NotFound
 from services.core.lineage import LineageBus
 from services.mesh.client import MeshClient
 from services.mesh.demo.models import RECIPES, Trained
+from services.mesh.demo.skills import DemoRun, deploy_sessions, print_runs, run_seed_skills, serving_is_up
 
 SEED = 20240601
 SKILLS_DIR = Path(__file__).resolve().parents[3] / "configs" / "skills"
@@ -36,6 +39,8 @@ ALIASES = ("prod",)
 class DemoResult:
     artifacts: list[common_pb2.Artifact] = field(default_factory=list)
     skills: list[registry_pb2.PublishSkillResponse] = field(default_factory=list)
+    sessions: list[serving_pb2.ServingSession] = field(default_factory=list)   # empty when serving is not up
+    runs: list[DemoRun] = field(default_factory=list)
 
 
 def train_all(console: Console | None) -> list[Trained]:
@@ -83,8 +88,10 @@ def skill_files(skills_dir: Path = SKILLS_DIR) -> list[Path]:
     return paths
 
 
-async def seed(client: MeshClient, console: Console | None, skills_dir: Path = SKILLS_DIR) -> DemoResult:
-    """The whole demo seed against the registry `client` points at."""
+async def seed(client: MeshClient, console: Console | None, skills_dir: Path = SKILLS_DIR,
+               run_skills: bool | None = None) -> DemoResult:
+    """The whole demo seed against the registry `client` points at; then, when serving is up (or
+    `run_skills` says so), the models are served and both seed skills run once (printed to `console`)."""
     skills = skill_files(skills_dir)  # before training: a missing spec should fail in a second, not after
     trained = train_all(console)
     # The demo acts as the operator: the handlers check its scopes like any caller's.
@@ -109,7 +116,14 @@ async def seed(client: MeshClient, console: Console | None, skills_dir: Path = S
             result.artifacts.append(artifact)
         for path in skills:
             result.skills.append(await registry.publish_skill(path.read_text(encoding="utf-8")))
-        return result
     finally:
         reset_principal(token)
         await registry.close()
+    if run_skills if run_skills is not None else serving_is_up(client):
+        result.sessions = await deploy_sessions(client, result.artifacts)
+        result.runs = await run_seed_skills(client, result.skills)
+        if console is not None:
+            print_runs(console, result.artifacts, result.sessions, result.runs)
+    elif console is not None:
+        console.print("serving is not running here: the seed skills were published, not run", style="dim")
+    return result

@@ -1,0 +1,300 @@
+"""Serving verbs: `serve`, `sessions` (live with --watch), the typed calls (`predict`, `forecast`, `classify`,
+`analyze`, `segment`) and the kill switch (`halt`, `resume`, `halt-all`, `undeploy`).
+
+Every verb is one Serving RPC (WatchSessions: a stream) through MeshClient, so errors print as one red line
+with the usual exit codes; a halted session's UNAVAILABLE keeps its message ("... halted: <reason>").
+Arguments are parsed inside the call, so a bad number is the same one-line error (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from google.protobuf.message import Message
+from rich import box
+from rich.live import Live
+from rich.table import Table
+
+from mlmesh.v1 import common_pb2, serving_pb2, serving_pb2_grpc
+from services.core.errors import InvalidArgument
+from services.mesh import output as out
+from services.mesh.client import CALL_TIMEOUT_S, MeshClient
+from services.mesh.registry_cmds import JsonOpt
+
+DEPLOY_TIMEOUT_S = 300.0  # a deploy fetches, verifies and may load the model into Triton
+INTERFACES = {n: common_pb2.InterfaceKind.Value(f"INTERFACE_KIND_{n.upper()}")
+              for n in ("predictor", "forecaster", "classifier", "segmenter", "analyzer")}
+EXECUTORS = {"auto": serving_pb2.EXECUTOR_KIND_UNSPECIFIED, "triton": serving_pb2.EXECUTOR_KIND_TRITON,
+             "in_process": serving_pb2.EXECUTOR_KIND_IN_PROCESS}
+STATE_COLOUR = {"ready": "green", "halted": "red", "deploying": "yellow", "undeployed": "dim", "failed": "red"}
+
+SessionArg = Annotated[str, typer.Argument(help="The session id (see `mlmesh sessions`).")]
+FeaturesOpt = Annotated[str, typer.Option("--features", help="One row of numbers in the model's order: 1,2,3.")]
+RowOpt = Annotated[list[str], typer.Option("--row", help="Another row of numbers (repeat).")]
+NamedOpt = Annotated[list[str], typer.Option("--named", help="NAME=VALUE of one row by feature name (repeat).")]
+TextOpt = Annotated[list[str], typer.Option("--text", help="A text (repeat for more).")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; shown to every refused caller.")]
+
+
+# ---- parsing ----
+
+def numbers(text: str, field: str) -> list[float]:
+    values = []
+    for part in text.replace(",", " ").split():
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise InvalidArgument(f"{part!r} is not a number", field=field) from None
+    if not values:
+        raise InvalidArgument("give at least one number", field=field)
+    return values
+
+
+def feature_rows(features: str, rows: list[str], named: list[str]) -> list[serving_pb2.FeatureRow]:
+    """--features and each --row are rows of values; all --named pairs (also comma-separated) form one row."""
+    out_rows = [serving_pb2.FeatureRow(values=numbers(features, "features"))] if features else []
+    out_rows += [serving_pb2.FeatureRow(values=numbers(r, f"row[{i}]")) for i, r in enumerate(rows)]
+    pairs = [p for item in named for p in item.split(",") if p.strip()]
+    if pairs:
+        row = serving_pb2.FeatureRow()
+        for pair in pairs:
+            name, sep, value = pair.partition("=")
+            if not sep or not name.strip():
+                raise InvalidArgument(f"{pair!r} is not NAME=VALUE", field="named")
+            row.named[name.strip()] = numbers(value, f"named.{name.strip()}")[0]
+        out_rows.append(row)
+    if not out_rows:
+        raise InvalidArgument("give --features, --row or --named", field="features")
+    return out_rows
+
+
+def _call(method: str, build: Callable[[], Message], timeout: float = CALL_TIMEOUT_S) -> Any:
+    """Build the request (parse errors: exit 2) and make the call, both under out.run's error handling."""
+    async def call() -> Any:
+        request = build()
+        async with MeshClient().channel("serving") as channel:
+            return await getattr(serving_pb2_grpc.ServingStub(channel), method)(request, timeout=timeout)
+    return out.run(call())
+
+
+# ---- printing ----
+
+def _enum(value: int, enum, prefix: str) -> str:
+    return enum.Name(value).removeprefix(prefix).lower() if value in enum.values() else str(value)
+
+
+def state_name(s: serving_pb2.ServingSession) -> str:
+    return _enum(s.state, serving_pb2.SessionState, "SESSION_STATE_")
+
+
+# (header, width the table needs before it is shown, value of a session); narrow terminals keep the figures.
+SESSION_COLUMNS: list[tuple[str, int, Any]] = [
+    ("session", 0, lambda s, st: out.escape(s.id)),
+    ("model", 150, lambda s, st: out.escape(out.short(s.model, 24))),
+    ("interface", 110, lambda s, st: _enum(s.interface, common_pb2.InterfaceKind, "INTERFACE_KIND_")),
+    ("state", 0, lambda s, st: f"[{STATE_COLOUR.get(state_name(s), 'white')}]{state_name(s)}[/]"),
+    ("executor", 110, lambda s, st: _enum(s.executor, serving_pb2.ExecutorKind, "EXECUTOR_KIND_")),
+    ("queue", 0, lambda s, st: str(st.queue_depth)),
+    ("batch", 0, lambda s, st: f"{st.batch_size_mean:.1f}"),
+    ("req/s", 0, lambda s, st: f"{st.throughput_rps:.1f}"),
+    ("p50/p99 ms", 0, lambda s, st: f"{st.latency_p50_ms:.2f}/{st.latency_p99_ms:.2f}"),
+    ("rule trips", 0, lambda s, st: out.escape(", ".join(f"{k} {v}" for k, v in sorted(st.rule_trips.items()) if v)
+                                               or "-")),
+    ("breaker", 0, lambda s, st: _enum(st.breaker_state, serving_pb2.BreakerState, "BREAKER_STATE_")
+     .replace("unspecified", "-")),
+]
+NUMERIC = {"queue", "batch", "req/s", "p50/p99 ms"}
+
+
+def sessions_table(sessions, width: int) -> Table:
+    columns = [c for c in SESSION_COLUMNS if width >= c[1]]
+    table = Table(title="serving sessions", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    for header, _, _ in columns:
+        table.add_column(header, justify="right" if header in NUMERIC else "left",
+                         no_wrap=header in NUMERIC or header in ("session", "state", "breaker"), overflow="fold")
+    for s in sessions:
+        table.add_row(*(value(s, s.stats) for _, _, value in columns))
+    return table
+
+
+def print_session(s: serving_pb2.ServingSession, as_json: bool) -> None:
+    if as_json:
+        return out.print_json(s)
+    b = s.batching
+    batching = f"max {b.max_batch_size} rows, delay {b.max_queue_delay_us} µs, queue {b.max_queue_size}"
+    if b.HasField("iteration_level"):
+        batching += ", iteration-level" if b.iteration_level else ", request-level"
+    rows = [("session", s.id), ("state", state_name(s)), ("model", s.model), ("artifact", s.artifact_id),
+            ("interface", _enum(s.interface, common_pb2.InterfaceKind, "INTERFACE_KIND_")),
+            ("executor", _enum(s.executor, serving_pb2.ExecutorKind, "EXECUTOR_KIND_")), ("batching", batching),
+            ("rule pack", s.rule_pack), ("halt reason", s.halt_reason), ("replica", s.replica)]
+    out.console().print(out.table(None, ["", ""], rows))
+
+
+def print_answer(reply: Message, columns: list[str], rows: list[list[Any]], as_json: bool) -> None:
+    if as_json:
+        return out.print_json(reply)
+    out.console().print(out.table(None, columns, rows))
+    m = reply.meta
+    out.console().print(f"[dim]session {out.escape(m.session_id)} · batch {m.batch_size} · queue {m.queue_ms:.2f} ms"
+                        f" · compute {m.compute_ms:.2f} ms[/]")
+
+
+def _fmt(values) -> str:
+    return ", ".join(f"{v:.6g}" for v in values)
+
+
+# ---- verbs ----
+
+def serve(
+    artifact: Annotated[str, typer.Argument(help="sha256:<hex>, name@alias, name, compiled:sha256:<hex> or "
+                                                  "builtin:changepoint.")],
+    interface: Annotated[str, typer.Option(help="predictor, forecaster, classifier, segmenter or analyzer "
+                                                "(default: the model's own).")] = "",
+    executor: Annotated[str, typer.Option(help="auto, triton or in_process.")] = "auto",
+    max_batch_size: Annotated[int, typer.Option(min=0, help="Rows per batch (0 = the service's default).")] = 0,
+    max_queue_delay_us: Annotated[int, typer.Option(min=0, help="Extra wait for a fuller batch, µs.")] = 0,
+    rule_pack: Annotated[str, typer.Option(help="A pack under configs/rules/ (default ood_default).")] = "",
+    session_id: Annotated[str, typer.Option(help="A stable id (default: generated).")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy a model as a serving session behind its typed interface (and KServe v2)."""
+
+    def build() -> serving_pb2.DeployRequest:
+        if interface and interface not in INTERFACES:
+            raise InvalidArgument(f"unknown interface {interface!r}; known: {', '.join(INTERFACES)}", field="interface")
+        if executor not in EXECUTORS:
+            raise InvalidArgument(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}", field="executor")
+        return serving_pb2.DeployRequest(
+            model=artifact, interface=INTERFACES.get(interface, 0), executor=EXECUTORS[executor],
+            batching=serving_pb2.BatchingConfig(max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us),
+            rule_pack=rule_pack, session_id=session_id)
+
+    print_session(_call("Deploy", build, DEPLOY_TIMEOUT_S), as_json)
+
+
+def sessions(
+    watch: Annotated[bool, typer.Option("--watch", help="Keep the table live (WatchSessions); Ctrl-C stops.")]
+    = False,
+    interval: Annotated[float, typer.Option(min=0.1, help="With --watch: seconds between refreshes.")] = 1.0,
+    count: Annotated[int, typer.Option(min=0, help="With --watch: stop after this many updates (0: never).")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Serving sessions with their live figures; --json with --watch prints one JSON line per update."""
+    if not watch:
+        reply = _call("ListSessions", serving_pb2.ListSessionsRequest)
+        console = out.console()
+        return out.print_json(reply) if as_json else console.print(sessions_table(reply.sessions, console.width))
+
+    async def follow() -> None:
+        async with MeshClient().channel("serving") as channel:
+            stream = serving_pb2_grpc.ServingStub(channel).WatchSessions(
+                serving_pb2.WatchSessionsRequest(interval_s=interval))
+            console = out.console()
+            live_table = nullcontext() if as_json else Live(console=console, auto_refresh=False)
+            with live_table as live:
+                seen = 0
+                async for update in stream:
+                    if as_json:
+                        typer.echo(json.dumps(out.to_dict(update), default=str))
+                    else:
+                        live.update(sessions_table(update.sessions, console.width), refresh=True)
+                    seen += 1
+                    if count and seen >= count:
+                        stream.cancel()
+                        return
+
+    try:
+        out.run(follow())
+    except KeyboardInterrupt:  # Ctrl-C ends watching, not the session's figures: a normal exit
+        pass
+
+
+def predict(session: SessionArg, features: FeaturesOpt = "", row: RowOpt = [], named: NamedOpt = [],
+            as_json: JsonOpt = False) -> None:
+    """Predict values for feature rows."""
+    reply = _call("Predict", lambda: serving_pb2.PredictRequest(session_id=session,
+                                                                 rows=feature_rows(features, row, named)))
+    print_answer(reply, ["row", "values"], [[i, _fmt(p.values)] for i, p in enumerate(reply.predictions)], as_json)
+
+
+def classify(session: SessionArg, features: FeaturesOpt = "", row: RowOpt = [], named: NamedOpt = [],
+             text: TextOpt = [], as_json: JsonOpt = False) -> None:
+    """Classify feature rows, or texts (text classifiers)."""
+
+    def build() -> serving_pb2.ClassifyRequest:
+        if text:
+            return serving_pb2.ClassifyRequest(session_id=session, texts=text)
+        return serving_pb2.ClassifyRequest(session_id=session, rows=feature_rows(features, row, named))
+
+    reply = _call("Classify", build)
+    rows = [[i, c.label, f"{c.probability:.4f}", ", ".join(f"{s.label} {s.probability:.3f}" for s in c.scores)]
+            for i, c in enumerate(reply.classifications)]
+    print_answer(reply, ["row", "label", "probability", "scores"], rows, as_json)
+
+
+def analyze(session: SessionArg, text: TextOpt = [], as_json: JsonOpt = False) -> None:
+    """Analyze texts (e.g. sentiment)."""
+
+    def build() -> serving_pb2.AnalyzeRequest:
+        if not text:
+            raise InvalidArgument("give at least one --text", field="texts")
+        return serving_pb2.AnalyzeRequest(session_id=session, texts=text)
+
+    reply = _call("Analyze", build)
+    rows = [[t, a.label, f"{a.score:.4f}"] for t, a in zip(text, reply.analyses)]
+    print_answer(reply, ["text", "label", "score"], rows, as_json)
+
+
+def forecast(session: SessionArg,
+             history: Annotated[str, typer.Option(help="Past values, oldest first: 1,2,3,...")],
+             horizon: Annotated[int, typer.Option(help="How many steps ahead.")] = 1,
+             as_json: JsonOpt = False) -> None:
+    """Forecast the next HORIZON values of a series."""
+    reply = _call("Forecast", lambda: serving_pb2.ForecastRequest(
+        session_id=session, history=numbers(history, "history"), horizon=horizon))
+    print_answer(reply, ["step", "value"], [[i + 1, f"{v:.6g}"] for i, v in enumerate(reply.forecast)], as_json)
+
+
+def segment(session: SessionArg, series: Annotated[str, typer.Option(help="The series: 1,2,3,...")],
+            as_json: JsonOpt = False) -> None:
+    """Find the change points of a series."""
+    reply = _call("Segment", lambda: serving_pb2.SegmentRequest(session_id=session, series=numbers(series, "series")))
+    rows = [[f"{s.start}-{s.end}", f"{s.mean:.4g}", f"{s.stddev:.4g}"] for s in reply.segments]
+    if not as_json:
+        out.console().print(f"change points: {', '.join(map(str, reply.change_points)) or 'none'}")
+    print_answer(reply, ["segment", "mean", "stddev"], rows, as_json)
+
+
+def halt(session: SessionArg, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
+    """Kill switch for one session: queued calls fail UNAVAILABLE at once, new ones are refused."""
+    print_session(_call("HaltSession", lambda: serving_pb2.HaltSessionRequest(session_id=session, reason=reason)),
+                  as_json)
+
+
+def resume(session: SessionArg, as_json: JsonOpt = False) -> None:
+    """Serve a halted session again."""
+    print_session(_call("ResumeSession", lambda: serving_pb2.ResumeSessionRequest(session_id=session)), as_json)
+
+
+def undeploy(session: SessionArg, as_json: JsonOpt = False) -> None:
+    """Stop a session for good and free its model."""
+    print_session(_call("UndeploySession", lambda: serving_pb2.UndeploySessionRequest(session_id=session)), as_json)
+
+
+def halt_all(reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
+    """Kill switch for every session of the serving service; exits 1 when any session did not confirm."""
+    reply = _call("HaltAll", lambda: serving_pb2.HaltAllRequest(reason=reason))
+    if as_json:
+        out.print_json(reply)
+    else:
+        rows = [[r.session_id, r.replica, "yes" if r.halted else "no", r.error] for r in reply.results]
+        out.console().print(out.table("halt-all", ["session", "replica", "halted", "error"], rows))
+        out.console().print(f"{reply.halted} of {len(reply.results)} sessions halted")
+    if reply.halted < len(reply.results):
+        raise typer.Exit(1)
