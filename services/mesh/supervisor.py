@@ -1,4 +1,10 @@
-"""Process supervision for `mlmesh up`: one child process per service, health-gated start, graceful stop.
+"""Process supervision for `mlmesh up`: one child process per service (per replica), health-gated start,
+graceful stop.
+
+A service with `replicas: N` runs N processes on the consecutive ports `port`..`port+N-1` (the ports Envoy
+balances, services/mesh/envoy/config.py `replica_ports`), each started with `--port`, logging to
+`<name>-<i>.log` and reported as `<name>-<i>`. The replicas of one service start together (they do not
+depend on one another) and each is waited for; any that exits stops the mesh like any other service.
 
 Independent of the command line on purpose: tests and other front ends drive it directly.
 """
@@ -36,15 +42,20 @@ class ServiceFailed(Exception):
 
 @dataclass
 class ServiceProcess:
-    endpoint: ServiceEndpoint
+    endpoint: ServiceEndpoint       # a replica's own: its port, replicas=1
     process: subprocess.Popen
     log_path: Path
     log_offset: int                 # where this run's output starts in the (appended) log
     health: str = DOWN
+    replica: int | None = None      # index among the service's replicas; None when it runs one process
+
+    @property
+    def service(self) -> str:
+        return self.endpoint.name
 
     @property
     def name(self) -> str:
-        return self.endpoint.name
+        return self.service if self.replica is None else f"{self.service}-{self.replica}"
 
     @property
     def pid(self) -> int:
@@ -72,6 +83,14 @@ def startable(topology: Topology) -> list[ServiceEndpoint]:
     return found
 
 
+def replicas_of(endpoint: ServiceEndpoint) -> list[tuple[int | None, ServiceEndpoint]]:
+    """(index, endpoint of that process); a single process keeps index None, its name and its own port flag."""
+    if endpoint.replicas == 1:
+        return [(None, endpoint)]
+    return [(i, endpoint.model_copy(update={"port": endpoint.port + i, "replicas": 1}))
+            for i in range(endpoint.replicas)]
+
+
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -90,6 +109,8 @@ class Supervisor:
     python: str = sys.executable
     health_timeout_s: float = 60.0
     stop_timeout_s: float = 10.0                             # SIGTERM -> SIGKILL
+    # Extra variables for one replica of a service (e.g. serving's own Triton folders): (service, index) -> env.
+    replica_env: Callable[[str, int], Mapping[str, str]] | None = None
     children: list[ServiceProcess] = field(default_factory=list)
 
     @property
@@ -99,29 +120,36 @@ class Supervisor:
     def start_all(self, endpoints: list[ServiceEndpoint],
                   on_ready: Callable[[ServiceProcess], None] | None = None) -> list[ServiceProcess]:
         for endpoint in endpoints:
-            child = self.start(endpoint)
-            self.wait_healthy(child)
-            if on_ready:
-                on_ready(child)
+            started = [self.start(replica_endpoint, replica=index) for index, replica_endpoint in replicas_of(endpoint)]
+            for child in started:
+                self.wait_healthy(child)
+                if on_ready:
+                    on_ready(child)
         return self.children
 
-    def start(self, endpoint: ServiceEndpoint) -> ServiceProcess:
-        log_path = self.log_dir / f"{endpoint.name}.log"
+    def start(self, endpoint: ServiceEndpoint, *, replica: int | None = None) -> ServiceProcess:
+        """One process of `endpoint`; a replica (index given) is told its port and logs on its own."""
+        name = endpoint.name if replica is None else f"{endpoint.name}-{replica}"
+        log_path = self.log_dir / f"{name}.log"
         if port_in_use(endpoint.host, endpoint.port):
             # A health check would answer from whatever holds the port, so refuse before starting.
-            raise ServiceFailed(endpoint.name, f"port {endpoint.port} on {endpoint.host} is already in use "
+            raise ServiceFailed(name, f"port {endpoint.port} on {endpoint.host} is already in use "
                                 "(another `mlmesh up`?)", log_path, "")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        args = [self.python, "-m", endpoint.module]
+        if replica is not None:
+            args += ["--port", str(endpoint.port)]
+            env.update(self.replica_env(endpoint.name, replica) if self.replica_env else {})
         with log_path.open("ab") as log:
             offset = log.tell()
             process = subprocess.Popen(
-                [*die_with_parent_prefix(), self.python, "-m", endpoint.module],
+                [*die_with_parent_prefix(), *args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 # Own session: a terminal's Ctrl-C reaches only `mlmesh up`, which then stops children in order.
                 start_new_session=True,
             )
-        child = ServiceProcess(endpoint, process, log_path, offset)
+        child = ServiceProcess(endpoint, process, log_path, offset, replica=replica)
         self.children.append(child)
         return child
 

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,20 @@ if TYPE_CHECKING:   # the demo pulls in torch; commands other than `up --demo` s
     from services.mesh.demo.seed import DemoResult
 
 REGISTRY = "registry"
+SERVING = "serving"
+
+
+def _replica_env(home: Path) -> Callable[[str, int], dict[str, str]]:
+    """Each serving replica starts its own local Triton: give it its own repository (a starting Triton
+    empties its folder) and log, unless the operator named them. With MLMESH_TRITON_URL every replica
+    writes where that one Triton reads (shared storage), so nothing is set."""
+    def env(service: str, index: int) -> dict[str, str]:
+        if service != SERVING or os.environ.get("MLMESH_TRITON_URL"):
+            return {}
+        wanted = {"MLMESH_TRITON_MODEL_REPOSITORY": home / "triton" / f"{service}-{index}" / "models",
+                  "MLMESH_TRITON_LOG_FILE": home / "logs" / f"triton-{service}-{index}.log"}
+        return {key: str(value) for key, value in wanted.items() if key not in os.environ}
+    return env
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -47,6 +62,7 @@ def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: f
         env=env,
         health_timeout_s=health_timeout_s,
         stop_timeout_s=grace + 5.0,
+        replica_env=_replica_env(home),
     )
     con = out.console()
     # A shell's background job inherits SIGINT ignored; `up` must still stop on it.
@@ -64,7 +80,7 @@ def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: f
         if not as_json:
             _print_endpoints(client, supervisor.children, report)
         if demo:
-            if REGISTRY not in {c.name for c in supervisor.children}:
+            if REGISTRY not in {c.service for c in supervisor.children}:
                 out.fail("the demo needs the registry, which this topology does not start")
             result = _run_demo(client, as_json)
             report["demo"] = _demo_dict(result)
@@ -113,11 +129,12 @@ def _start_envoy(client: MeshClient, home: Path, health_timeout_s: float) -> Env
 
 
 def _report(client: MeshClient, children: list[ServiceProcess]) -> dict[str, Any]:
-    started = {c.name for c in children}
+    started = {c.service for c in children}
     report: dict[str, Any] = {
+        # One entry per process: a replicated service has one per replica (`name` <service>-<i>, `replica` i).
         "services": [
-            {"service": c.name, "address": c.endpoint.address, "health": c.health, "pid": c.pid,
-             "log_file": str(c.log_path), "grpc_services": c.endpoint.grpc_services}
+            {"service": c.service, "name": c.name, "replica": c.replica, "address": c.endpoint.address,
+             "health": c.health, "pid": c.pid, "log_file": str(c.log_path), "grpc_services": c.endpoint.grpc_services}
             for c in children
         ],
         "not_started": sorted(n for n in client.topology.services if n not in started),

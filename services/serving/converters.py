@@ -163,7 +163,10 @@ def sessions(snapshots: Iterable[SessionSnapshot], replica: str, state: int = 0)
         session(s, replica) for s in snapshots if not state or STATES[s.state] == state])
 
 
-def halt_all(results: Iterable[HaltResult], replica: str) -> serving_pb2.HaltAllResponse:
+def halt_all(results: Iterable[HaltResult], replica: str,
+             peers: Iterable[serving_pb2.HaltResult] = ()) -> serving_pb2.HaltAllResponse:
+    """This replica's results first, then the other replicas' as they answered (or failed to)."""
     items = [serving_pb2.HaltResult(replica=replica, session_id=r.session_id, halted=r.halted, error=r.error)
              for r in results]
+    items += peers
     return serving_pb2.HaltAllResponse(results=items, halted=sum(1 for r in items if r.halted))

@@ -34,6 +34,7 @@ from services.core.settings import (
     ArtifactSettings, AuthSettings, MeshSettings, MLSettings, ObjectStoreSettings, ServerSettings,
 )
 from services.core.topology import load_topology
+from services.serving.fanout import ReplicaFanout, replica_name
 from services.serving.kserve.servicer import SERVICE_NAME as KSERVE_SERVICE
 from services.serving.kserve.servicer import InferenceServicer
 from services.serving.loading import Deployer, ExecutorPlacement, ModelResolver, TritonTarget
@@ -80,6 +81,8 @@ class ServingSettings(BaseSettings):
     rules_dir: Path = Field(REPO_ROOT / "configs" / "rules", description="Folder of the rule packs (<name>.yaml).")
     start_triton: bool = Field(True, description="Start the local tritonserver (.triton-venv) unless "
                                "MLMESH_TRITON_URL names one; off: Triton only by URL.")
+    halt_fanout_timeout_s: float = Field(3.0, gt=0, description="How long HaltAll waits for each other serving "
+                                         "replica of the topology; one that does not answer is reported.")
 
 
 @dataclass
@@ -89,12 +92,15 @@ class ServingApp:
     deployer: Deployer
     servicer: ServingServicer
     registry: RegistryClient
+    fanout: ReplicaFanout
     triton: TritonServer | None = None
     _stopped: bool = field(default=False, repr=False)
 
     async def start(self, bind_host: str, port: int) -> int:
         bound = await self.host.start(bind_host, port)
-        self.servicer.replica = f"{SERVICE}@{bind_host}:{bound}"
+        self.servicer.replica = replica_name(f"{bind_host}:{bound}")
+        if peers := self.fanout.bind(bound):
+            log.info("HaltAll also halts the other serving replicas: %s", ", ".join(peers))
         return bound
 
     async def stop(self, grace: float | None = None) -> None:
@@ -176,9 +182,13 @@ async def build_serving(
     ml, serving, triton = ml or MLSettings(), serving or ServingSettings(), triton or TritonSettings()
     artifacts = artifacts or ArtifactSettings()
     mesh.ensure_home()
-    address = registry_address or load_topology(mesh.topology_file).get("registry").address
-    registry = RegistryClient.connect(address, TokenIssuer.from_settings(mesh, auth), subject=SERVICE,
+    topology = load_topology(mesh.topology_file)
+    address = registry_address or topology.get("registry").address
+    issuer = TokenIssuer.from_settings(mesh, auth)
+    registry = RegistryClient.connect(address, issuer, subject=SERVICE,
                                       scopes=(policy.REGISTRY_READ, policy.LINEAGE_WRITE))
+    # The other replicas HaltAll reaches: the topology's serving entry (none when it has no such entry).
+    fanout = ReplicaFanout(issuer, topology.services.get(SERVICE), timeout_s=serving.halt_fanout_timeout_s)
     bus = LineageBus()
     bus.subscribe(lineage_sink(registry))  # deploy and load events are recorded by the registry
     # The Deploy caller's serving.deploy scope is what the toolkit checks: serving loads on its behalf.
@@ -194,7 +204,7 @@ async def build_serving(
         deployer = Deployer(manager, resolver, placement, ml)
         host = ServiceHost(SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE),
                            METHOD_SCOPES)
-        servicer, kserve = ServingServicer(manager, deployer), InferenceServicer(manager)
+        servicer, kserve = ServingServicer(manager, deployer, fanout=fanout), InferenceServicer(manager)
         host.add(lambda s: serving_pb2_grpc.add_ServingServicer_to_server(servicer, s), ["mlmesh.v1.Serving"])
         host.add(lambda s: service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(kserve, s), [KSERVE_SERVICE])
     except BaseException:
@@ -203,7 +213,7 @@ async def build_serving(
             await triton_server.stop()
         raise
     return ServingApp(host=host, manager=manager, deployer=deployer, servicer=servicer, registry=registry,
-                      triton=triton_server)
+                      fanout=fanout, triton=triton_server)
 
 
 async def serve(port: int | None = None) -> None:

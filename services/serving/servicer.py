@@ -1,14 +1,18 @@
 """The Serving gRPC servicer: proto in, domain call, proto out. Errors are mapped by the interceptor.
 
 `replica` names this service instance in every ServingSession and HaltResult ("serving@host:port");
-the composition root sets it once the port is bound.
+the composition root sets it once the port is bound. HaltAll also halts the other replicas through the
+fan-out (services/serving/fanout.py) unless the request says `this_replica_only`.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from mlmesh.v1 import serving_pb2_grpc
 from services.core.auth.principal import current_principal
 from services.serving import converters as cv
+from services.serving.fanout import ReplicaFanout
 from services.serving.loading.deployer import Deployer
 from services.serving.sessions.manager import SessionManager
 
@@ -19,9 +23,11 @@ def _actor() -> str:
 
 
 class ServingServicer(serving_pb2_grpc.ServingServicer):
-    def __init__(self, manager: SessionManager, deployer: Deployer, *, replica: str = "serving") -> None:
+    def __init__(self, manager: SessionManager, deployer: Deployer, *, replica: str = "serving",
+                 fanout: ReplicaFanout | None = None) -> None:
         self._manager = manager
         self._deployer = deployer
+        self._fanout = fanout
         self.replica = replica
 
     # ---- sessions ----
@@ -50,7 +56,13 @@ class ServingServicer(serving_pb2_grpc.ServingServicer):
         return cv.session(await self._manager.undeploy(request.session_id), self.replica)
 
     async def HaltAll(self, request, context):
-        return cv.halt_all(await self._manager.halt_all(request.reason), self.replica)
+        # Local sessions stop first (their synchronous halt runs before any await); peers concurrently.
+        local = self._manager.halt_all(request.reason)
+        if request.this_replica_only or self._fanout is None:
+            return cv.halt_all(await local, self.replica)
+        mine, peers = await asyncio.gather(local, self._fanout.halt_all(
+            request.reason, actor=_actor(), time_remaining=context.time_remaining()))
+        return cv.halt_all(mine, self.replica, peers)
 
     # ---- typed interface calls (the hot path) ----
 

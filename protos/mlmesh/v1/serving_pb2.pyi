@@ -192,10 +192,12 @@ class UndeploySessionRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class HaltAllRequest(_message.Message):
-    __slots__ = ("reason",)
+    __slots__ = ("reason", "this_replica_only")
     REASON_FIELD_NUMBER: _ClassVar[int]
+    THIS_REPLICA_ONLY_FIELD_NUMBER: _ClassVar[int]
     reason: str
-    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+    this_replica_only: bool
+    def __init__(self, reason: _Optional[str] = ..., this_replica_only: _Optional[bool] = ...) -> None: ...
 
 class HaltResult(_message.Message):
     __slots__ = ("replica", "session_id", "halted", "error")

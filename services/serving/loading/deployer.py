@@ -16,11 +16,13 @@ from services.core.errors import AlreadyExists, InvalidArgument, NotFound
 from services.core.settings import MLSettings
 from services.serving.engine.config import BatchingConfig
 from services.serving.interfaces.backends.base import ModelBackend
-from services.serving.interfaces.backends.factory import onnx_backend, segmenter_backend, torch_backend
+from services.serving.interfaces.backends.factory import (
+    compiled_backend, onnx_backend, segmenter_backend, torch_backend, transformers_backend,
+)
 from services.serving.loading.metadata import default_interface
 from services.serving.loading.placement import ExecutorPlacement
 from services.serving.loading.refs import CHANGEPOINT, parse_model_ref
-from services.serving.loading.resolver import ModelResolver, ResolvedModel
+from services.serving.loading.resolver import TRANSFORMERS, ModelResolver, ResolvedModel
 from services.serving.rules.pack import DEFAULT_PACK
 from services.serving.sessions.manager import SESSION_ID, SessionManager
 from services.serving.sessions.session import Session
@@ -53,9 +55,15 @@ def build_backend(model: ResolvedModel, interface: str, *, onnx_threads: int | N
             raise InvalidArgument(f"{CHANGEPOINT} serves the segmenter interface only, not {interface}",
                                   field="interface")
         return segmenter_backend(artifact_id=CHANGEPOINT)
+    if model.framework == TRANSFORMERS:
+        return transformers_backend(interface, artifact_id=model.artifact_id, metadata=model.metadata,
+                                    folder=model.folder, state_dict=model.state_dict)
     if model.onnx_path is not None:
         return onnx_backend(interface, artifact_id=model.artifact_id, metadata=model.metadata,
                             model_path=model.onnx_path, threads=onnx_threads)
+    if model.compiled_path is not None:
+        return compiled_backend(interface, artifact_id=model.artifact_id, metadata=model.metadata,
+                                model_path=model.compiled_path, max_batch_size=model.compiled_max_batch_size)
     return torch_backend(interface, artifact_id=model.artifact_id, metadata=model.metadata,
                          state_dict=model.state_dict or {})
 
@@ -78,7 +86,8 @@ class Deployer:
             pack = spec.rule_pack or DEFAULT_PACK
             self._check_pack(pack)
             model = await self.resolver.resolve(ref)
-            interface = spec.interface or ("segmenter" if ref.kind == "builtin" else default_interface(model.metadata))
+            interface = spec.interface or ("segmenter" if ref.kind == "builtin"
+                                           else default_interface(model.metadata, model.framework))
             backend = await asyncio.to_thread(build_backend, model, interface)
             kind = self.placement.choose(spec.executor, backend)
             executor = await self.placement.build(kind, backend, model, session_id, batching)

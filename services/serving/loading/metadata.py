@@ -13,6 +13,7 @@ from typing import Any
 
 from services.core.errors import FailedPrecondition, InvalidArgument
 from services.serving.interfaces.backends.factory import BACKENDS
+from services.serving.interfaces.backends.transformers_text import TRANSFORMERS_BACKENDS
 from services.serving.interfaces.base import INTERFACE_KINDS
 
 
@@ -71,12 +72,16 @@ def architecture_type(metadata: Mapping[str, Any]) -> str:
     return kind
 
 
-def default_interface(metadata: Mapping[str, Any]) -> str:
+def default_interface(metadata: Mapping[str, Any], framework: str = "") -> str:
     """The interface to serve when Deploy names none: the artifact's own `interface`, else the only one
-    its architecture serves (an MLP with class labels classifies, without them it predicts)."""
+    its architecture serves (an MLP with class labels classifies, without them it predicts). A
+    transformers snapshot has no architecture spec: it names its interface, or Deploy does."""
     declared = metadata.get("interface")
     if isinstance(declared, str) and declared in INTERFACE_KINDS:
         return declared
+    if framework == "transformers":
+        raise InvalidArgument(f"give the interface: a transformers text-classification model serves "
+                              f"{sorted(TRANSFORMERS_BACKENDS)}", field="interface")
     kind = architecture_type(metadata)
     served = sorted(i for k, i in BACKENDS if k == kind)
     if len(served) == 1:

@@ -2,10 +2,13 @@
 
 - artifact: the registry's record -> its manifest must hash to its id -> the CacheHandler loads it
   (the LoadHandler checks hashes, sidecars and the signature before anything is deserialised; an
-  unsigned or tampered artifact is refused with IntegrityError naming the check);
+  unsigned or tampered artifact is refused with IntegrityError naming the check). A "transformers"
+  artifact (a snapshot: config.json, tokenizer files, safetensors) also gives its verified folder, whose
+  other files are hashed again right before the backend reads them (a cache hit skips the LoadHandler);
 - compiled: the registry's record must hash to its id (files + what it was made from), its files are
   fetched with their hashes checked, and the source artifact (whose manifest must hash to its id)
-  gives the metadata; only ONNX outputs are served (the other runtimes need Triton's own backends);
+  gives the metadata; ONNX, TorchScript (.pt) and AOTInductor (.pt2) outputs are served (TensorRT
+  plans need Triton's own backend);
 - builtin: nothing to fetch.
 The registry is called with the service's own identity; the toolkit checks the Deploy caller's scope.
 """
@@ -14,23 +17,27 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from google.protobuf import json_format
 
 from mlmesh.v1 import common_pb2
 from services.core.artifacts.cache import CacheHandler
-from services.core.artifacts.manifest import ManifestFile, compiled_content_id
+from services.core.artifacts.load import select_weights
+from services.core.artifacts.manifest import Manifest, ManifestFile, compiled_content_id
 from services.core.artifacts.messages import artifact_manifest, files_list
 from services.core.artifacts.objectstore import sha256_file
 from services.core.artifacts.store import StoreHandler
 from services.core.clients.registry import RegistryClient
 from services.core.errors import FailedPrecondition, IntegrityError, InvalidArgument, NotFound
+from services.serving.interfaces.backends.transformers_text import TASKS
 from services.serving.loading.metadata import architecture_type, serving_metadata
 from services.serving.loading.refs import ModelRef
 
 SERVABLE_FRAMEWORKS = ("torch", "")
+TRANSFORMERS = "transformers"
+COMPILED_SUFFIXES = (".onnx", ".pt", ".pt2")
 
 
 @dataclass(frozen=True)
@@ -42,17 +49,29 @@ class ResolvedModel:
     metadata: dict[str, Any]             # serving_metadata() of the (source) artifact
     state_dict: dict[str, Any] | None = None   # verified torch weights (artifacts)
     onnx_path: Path | None = None              # verified ONNX graph (compiled artifacts)
+    compiled_path: Path | None = None          # verified TorchScript .pt / AOTInductor .pt2 (compiled artifacts)
+    compiled_max_batch_size: int = 0           # the compile's max_batch_size (a .pt2's batch range ends there)
+    folder: Path | None = None                 # the verified artifact folder (transformers snapshots)
+    framework: str = ""                        # the manifest's framework ("torch", "transformers", "")
 
 
-def _check_compiled_id(record: common_pb2.CompiledArtifact) -> list[ManifestFile]:
-    """The record's files, once its content id (files + source + compiler + parameters) checks out."""
+def _check_compiled_id(record: common_pb2.CompiledArtifact) -> tuple[list[ManifestFile], dict[str, Any]]:
+    """The record's files and kwargs, once its content id (files + source + compiler + parameters) checks out."""
     files = [ManifestFile.model_validate(f) for f in files_list(record.files)]
     kwargs = json_format.MessageToDict(record.kwargs)
     identity = compiled_content_id(record.source_artifact_id, record.compiler, record.target,
                                    [f.model_dump(mode="json") for f in files], kwargs)
     if identity != record.id:
         raise IntegrityError(f"compiled artifact {record.id} does not hash to its id", field="model")
-    return sorted(files, key=lambda f: f.path)
+    return sorted(files, key=lambda f: f.path), kwargs
+
+
+def _recheck_files(folder: Path, manifest: Manifest) -> None:
+    """Every file but the weights (already in memory as verified tensors) must still hash as listed."""
+    _, weights = select_weights(manifest)
+    for entry in manifest.files:
+        if entry.path not in weights and sha256_file(folder / entry.path) != (entry.sha256, entry.size):
+            raise IntegrityError(f"sha256 mismatch for {entry.path}: it changed after verification", field="model")
 
 
 class ModelResolver:
@@ -70,12 +89,32 @@ class ModelResolver:
         artifact = await self._artifact(ref.value)
         manifest = artifact_manifest(artifact, field="model")
         metadata = serving_metadata(manifest.metadata)
+        if manifest.framework == TRANSFORMERS:
+            return await self._snapshot(ref, artifact, manifest, metadata)
         architecture_type(metadata)  # refuse before fetching anything
         if manifest.framework not in SERVABLE_FRAMEWORKS:
-            raise FailedPrecondition(f"serving runs torch weights or compiled ONNX; {artifact.id} is "
-                                     f"{manifest.framework}/{manifest.format}", field="model")
+            raise FailedPrecondition(f"serving runs torch weights, transformers snapshots or compiled outputs; "
+                                     f"{artifact.id} is {manifest.framework}/{manifest.format}", field="model")
         loaded = await self._cache.get(manifest, bytes(artifact.signature.bundle))
-        return ResolvedModel(ref, artifact.id, metadata, state_dict=loaded.state_dict)
+        return ResolvedModel(ref, artifact.id, metadata, state_dict=loaded.state_dict, framework=manifest.framework)
+
+    async def _snapshot(self, ref: ModelRef, artifact: common_pb2.Artifact, manifest: Manifest,
+                        metadata: dict[str, Any]) -> ResolvedModel:
+        """A transformers snapshot: verified tensors, and its folder for config and tokenizer files."""
+        task = metadata.get("task") or TASKS[0]
+        if task not in TASKS:  # refused before anything is fetched
+            raise FailedPrecondition(f"serving runs transformers {list(TASKS)} models; {artifact.id} is {task!r}",
+                                     field="model")
+        loaded = await self._cache.get(manifest, bytes(artifact.signature.bundle))
+        try:
+            await asyncio.to_thread(_recheck_files, loaded.folder, manifest)
+        except (IntegrityError, OSError) as exc:
+            self._cache.evict(artifact.id)  # the next deploy loads (and verifies) it again
+            if isinstance(exc, IntegrityError):
+                raise
+            raise IntegrityError(f"the verified folder of {artifact.id} changed: {exc}", field="model") from None
+        return ResolvedModel(ref, artifact.id, metadata, state_dict=loaded.state_dict, folder=loaded.folder,
+                             framework=TRANSFORMERS)
 
     async def _artifact(self, ref: str) -> common_pb2.Artifact:
         try:
@@ -88,17 +127,23 @@ class ModelResolver:
             record = await self._registry.get_compiled_artifact(ref.value)
         except (NotFound, InvalidArgument) as exc:
             raise type(exc)(exc.message, field="model") from None
-        files = _check_compiled_id(record)
+        files, kwargs = _check_compiled_id(record)
         primary = next((f for f in files if f.sha256 == record.sha256), None)
-        if primary is None or not primary.path.endswith(".onnx"):
+        suffix = PurePosixPath(primary.path).suffix if primary is not None else ""
+        if suffix not in COMPILED_SUFFIXES:
             raise FailedPrecondition(f"compiled {record.target!r} outputs ({record.triton_platform or 'unknown'}) "
-                                     "are not servable here; deploy the artifact or its onnx compile", field="model")
+                                     f"are not servable here (it serves {list(COMPILED_SUFFIXES)}); deploy the "
+                                     "artifact, or its onnx or torchscript compile", field="model")
         source = await self._artifact(record.source_artifact_id)
         metadata = serving_metadata(artifact_manifest(source, field="model").metadata)
         architecture_type(metadata)
         folder = self._compiled_root / record.id.removeprefix("sha256:")
         await asyncio.gather(*(self._materialise(folder, f) for f in files))
-        return ResolvedModel(ref, ref.text, metadata, onnx_path=folder / primary.path)
+        if suffix == ".onnx":
+            return ResolvedModel(ref, ref.text, metadata, onnx_path=folder / primary.path)
+        batch = kwargs.get("max_batch_size")
+        return ResolvedModel(ref, ref.text, metadata, compiled_path=folder / primary.path,
+                             compiled_max_batch_size=int(batch) if isinstance(batch, (int, float)) else 0)
 
     async def _materialise(self, folder: Path, entry: ManifestFile) -> None:
         """The file in `folder`, fetched verified, or already there and hashed again (a bad copy is removed)."""

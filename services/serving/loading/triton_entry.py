@@ -29,6 +29,8 @@ COMPILED_INPUT, COMPILED_OUTPUT = "INPUT__0", "OUTPUT__0"  # the compiler's tens
 
 def tensor_specs(backend: ModelBackend) -> tuple[tuple[str, tuple[int, ...]], tuple[str, tuple[int, ...]]]:
     """(input name, dims per row), (output name, dims per row) of the backend's batch function."""
+    if backend.in_process_only:  # compiled .pt / .pt2, transformers pipelines
+        raise FailedPrecondition(backend.in_process_only, field="executor")
     architecture = backend.architecture
     kind = architecture.get("type")
     if kind == "mlp":

@@ -44,6 +44,12 @@ class ModelBackend(ABC):
         return self.metadata.get("architecture") or {}
 
     @property
+    def in_process_only(self) -> str:
+        """Why this backend's batch function cannot run on Triton ("" when it can); executor placement
+        reads it, so `auto` falls back to in-process and an explicit Triton request is refused with it."""
+        return str(getattr(getattr(self, "runtime", None), "in_process_only", ""))
+
+    @property
     @abstractmethod
     def info(self) -> ModelInfo:
         """Column names of the views this backend builds, their training statistics, the expected width."""

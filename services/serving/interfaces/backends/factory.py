@@ -1,5 +1,6 @@
 """Backends from an artifact: its metadata (architecture, feature names, labels, statistics) and either
-a torch state dict (rebuilt with services.core.models.architectures.load_module) or a compiled .onnx."""
+a torch state dict (rebuilt with services.core.models.architectures.load_module), a compiled output
+(.onnx, TorchScript .pt, AOTInductor .pt2) of such an artifact, or a transformers snapshot."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 from services.core.errors import InvalidArgument
 from services.core.models.architectures import load_module
 from services.serving.interfaces.backends.base import ModelBackend
+from services.serving.interfaces.backends.compiled import compiled_runtime
 from services.serving.interfaces.backends.forecaster import WindowForecaster
 from services.serving.interfaces.backends.runtimes import OnnxRuntime, Runtime, TorchRuntime
 from services.serving.interfaces.backends.segmenter import ChangePointSegmenter
 from services.serving.interfaces.backends.tabular import TabularClassifier, TabularPredictor
 from services.serving.interfaces.backends.text import TextAnalyzer, TextClassifier
+from services.serving.interfaces.backends.transformers_text import TRANSFORMERS_BACKENDS, load_text_pipeline
 
 # (architecture type, interface) -> the backend that serves it.
 BACKENDS: dict[tuple[str, str], type[ModelBackend]] = {
@@ -62,6 +65,28 @@ def onnx_backend(interface: str, *, artifact_id: str, metadata: Mapping[str, Any
                  threads: int | None = None) -> ModelBackend:
     cls = _backend_class(interface, metadata)
     return cls(OnnxRuntime(model_path, threads=threads), artifact_id=artifact_id, metadata=metadata)
+
+
+def compiled_backend(interface: str, *, artifact_id: str, metadata: Mapping[str, Any], model_path: Path | str,
+                     max_batch_size: int = 0) -> ModelBackend:
+    """A compiled TorchScript (.pt) or AOTInductor (.pt2) output behind the backend of its source artifact's
+    architecture (`metadata` is the source's): same preprocess / postprocess as the eager model.
+    `max_batch_size` is the compile's (a .pt2's batch range ends there; larger batches run in chunks)."""
+    cls = _backend_class(interface, metadata)
+    return cls(compiled_runtime(model_path, max_batch_size=max_batch_size), artifact_id=artifact_id,
+               metadata=metadata)
+
+
+def transformers_backend(interface: str, *, artifact_id: str, metadata: Mapping[str, Any], folder: Path | str,
+                         state_dict: Mapping[str, Any] | None = None) -> ModelBackend:
+    """A transformers text-classification snapshot as an Analyzer or a text Classifier. `folder` must be
+    verified (LoadHandler.load / materialise); `state_dict`, the verified tensors, is what runs when given."""
+    cls = TRANSFORMERS_BACKENDS.get(interface)
+    if cls is None:
+        raise InvalidArgument(f"a transformers text-classification model cannot serve interface {interface!r}; "
+                              f"it serves {sorted(TRANSFORMERS_BACKENDS)}", field="interface")
+    runtime = load_text_pipeline(folder, state_dict=state_dict, metadata=metadata)
+    return cls(runtime, artifact_id=artifact_id, metadata=metadata)
 
 
 def segmenter_backend(*, artifact_id: str = "algorithmic:binary_segmentation",

@@ -63,7 +63,11 @@ class TabularPredictor(TabularBackend, Predictor):
 
 def classifications(logits: np.ndarray, labels: tuple[str, ...]) -> list[Classification]:
     """Logits (rows, classes) -> the most probable label per row with every label's probability."""
-    probabilities = softmax(logits.astype(np.float64))
+    return ranked_classifications(softmax(logits.astype(np.float64)), labels)
+
+
+def ranked_classifications(probabilities: np.ndarray, labels: tuple[str, ...]) -> list[Classification]:
+    """Probabilities (rows, classes) -> the most probable label per row with every label's probability."""
     best = probabilities.argmax(axis=1)
     return [Classification(labels[b], row[b], dict(zip(labels, row)))
             for b, row in zip(best.tolist(), probabilities.tolist())]

@@ -40,7 +40,28 @@ def hashed_bags(texts: list[str], buckets: int) -> tuple[np.ndarray, np.ndarray]
     return bags, counts
 
 
+def analyses(probabilities: np.ndarray, labels: tuple[str, ...]) -> list[Analysis]:
+    """Probabilities (texts, labels) -> sentiment: the most probable label, and a signed score
+    p(positive) - p(negative) when the labels include both (in any case), else the label's probability."""
+    lowered = [label.lower() for label in labels]
+    signed = "positive" in lowered and "negative" in lowered
+    pos, neg = (lowered.index("positive"), lowered.index("negative")) if signed else (0, 0)
+    results = []
+    for row in probabilities.tolist():
+        best = max(range(len(row)), key=row.__getitem__)
+        score = row[pos] - row[neg] if signed else row[best]
+        results.append(Analysis(labels[best], score, dict(zip(labels, row))))
+    return results
+
+
 class TextBackend(ModelBackend):
+    """Any backend whose requests are texts and whose outputs are scores over `labels` (the hashed bags
+    below, transformers pipelines): adapters that tell text input from feature rows check for this class."""
+
+    labels: tuple[str, ...]
+
+
+class HashedTextBackend(TextBackend):
     def __init__(self, runtime: Runtime, *, artifact_id: str, metadata: Mapping[str, Any] | None = None) -> None:
         super().__init__(artifact_id=artifact_id, metadata=metadata)
         self.runtime = runtime
@@ -73,9 +94,8 @@ class TextBackend(ModelBackend):
         return {"output": np.asarray(self.runtime(batch["input"]), dtype=np.float32)}
 
 
-class TextAnalyzer(TextBackend, Analyzer):
-    """Sentiment: the most probable label, and a signed score p(positive) - p(negative) when the labels
-    include both (else the label's probability)."""
+class TextAnalyzer(HashedTextBackend, Analyzer):
+    """Sentiment over hashed bags of words (see `analyses`)."""
 
     interface = "analyzer"
 
@@ -83,22 +103,13 @@ class TextAnalyzer(TextBackend, Analyzer):
         return self._prepare_texts(call.texts, "texts")
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray]) -> list[Analysis]:
-        probabilities = softmax(outputs["output"].astype(np.float64))
-        labels = self.labels
-        signed = "positive" in labels and "negative" in labels
-        pos, neg = (labels.index("positive"), labels.index("negative")) if signed else (0, 0)
-        results = []
-        for row in probabilities.tolist():
-            best = max(range(len(row)), key=row.__getitem__)
-            score = row[pos] - row[neg] if signed else row[best]
-            results.append(Analysis(labels[best], score, dict(zip(labels, row))))
-        return results
+        return analyses(softmax(outputs["output"].astype(np.float64)), self.labels)
 
     async def analyze(self, texts, *, options=None) -> list[Analysis]:
         return await self.direct(AnalyzeCall(texts))
 
 
-class TextClassifier(TextBackend, Classifier):
+class TextClassifier(HashedTextBackend, Classifier):
     interface = "classifier"
 
     def preprocess(self, call: ClassifyCall) -> Prepared:

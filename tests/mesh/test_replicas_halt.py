@@ -1,0 +1,174 @@
+"""The kill switch across replicas: three real serving replicas (in-process, each its own gRPC server on the
+consecutive ports a topology with `replicas: 3` names) with sessions each. HaltAll on one halts all three and
+lists every replica's results; this_replica_only halts just the one asked; a replica that is down or does
+not answer in time is reported with its address and error, never dropped."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import ExitStack
+
+import grpc
+import pytest
+import pytest_asyncio
+import yaml
+
+from mlmesh.v1 import serving_pb2, serving_pb2_grpc
+from services.core.auth.policy import ALL_SCOPES
+from services.core.auth.tokens import TokenIssuer
+from services.core.settings import AuthSettings, MeshSettings, ServerSettings
+from services.registry.server import build_registry
+from services.serving.server import ServingSettings, build_serving
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+REPLICAS = 3
+SERIES = [0.0] * 20 + [5.0] * 20          # what the builtin change-point segmenter is given
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A base port whose next `count` ports are all free on loopback (bound at once, then released)."""
+    for _ in range(50):
+        with ExitStack() as stack:
+            probe = stack.enter_context(socket.socket())
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+            if base + count >= 65536:
+                continue
+            try:
+                for port in range(base + 1, base + count):
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+class Replica:
+    def __init__(self, app, port: int) -> None:
+        self.app, self.port = app, port
+        self.address = f"127.0.0.1:{port}"
+        self.running = True
+
+    async def stop(self) -> None:
+        if self.running:
+            self.running = False
+            await self.app.stop(0)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def mesh(tmp_path_factory):
+    root = tmp_path_factory.mktemp("replicas")
+    base = consecutive_free_ports(REPLICAS)
+    topology = root / "topology.yaml"
+    topology.write_text(yaml.safe_dump({"services": {"serving": {
+        "module": "services.serving", "host": "127.0.0.1", "port": base, "replicas": REPLICAS}}}))
+    settings = MeshSettings(home=root / "home", database_url=f"sqlite+aiosqlite:///{root / 'mesh.db'}",
+                            topology_file=topology)
+    registry = await build_registry(settings, ServerSettings(), AuthSettings())
+    registry_address = f"127.0.0.1:{await registry.start('127.0.0.1', 0)}"
+    replicas = []
+    for i in range(REPLICAS):
+        app = await build_serving(settings, ServerSettings(), AuthSettings(),
+                                  serving=ServingSettings(executor="in_process", start_triton=False,
+                                                          halt_fanout_timeout_s=1.0),
+                                  registry_address=registry_address)
+        assert await app.start("127.0.0.1", base + i) == base + i
+        replicas.append(Replica(app, base + i))
+    token = TokenIssuer.from_settings(settings, AuthSettings()).mint("operator", "serving", ALL_SCOPES)
+    yield replicas, token
+    for replica in replicas:
+        await replica.stop()
+    await registry.stop(0)
+
+
+async def call(replica: Replica, method: str, request, token: str):
+    async with grpc.aio.insecure_channel(replica.address) as channel:
+        return await getattr(serving_pb2_grpc.ServingStub(channel), method)(
+            request, metadata=(("authorization", f"Bearer {token}"),), timeout=10)
+
+
+async def deploy(replica: Replica, session_id: str, token: str) -> None:
+    await call(replica, "Deploy", serving_pb2.DeployRequest(model="builtin:changepoint", session_id=session_id), token)
+
+
+async def states(replica: Replica, token: str) -> dict[str, int]:
+    listed = await call(replica, "ListSessions", serving_pb2.ListSessionsRequest(), token)
+    return {s.id: s.state for s in listed.sessions}
+
+
+async def resume_all(replicas: list[Replica], token: str) -> None:
+    for replica in (r for r in replicas if r.running):
+        for session_id in await states(replica, token):
+            await call(replica, "ResumeSession", serving_pb2.ResumeSessionRequest(session_id=session_id), token)
+
+
+def by_replica(reply: serving_pb2.HaltAllResponse) -> dict[str, set[tuple[str, bool]]]:
+    out: dict[str, set[tuple[str, bool]]] = {}
+    for result in reply.results:
+        out.setdefault(result.replica, set()).add((result.session_id, result.halted))
+    return out
+
+
+async def test_each_replica_knows_the_others(mesh):
+    replicas, _ = mesh
+    for replica in replicas:
+        assert replica.app.servicer.replica == f"serving@{replica.address}"
+        assert replica.app.fanout.peers == [r.address for r in replicas if r is not replica]
+
+
+async def test_halt_all_on_one_replica_halts_every_replica(mesh):
+    replicas, token = mesh
+    for i, replica in enumerate(replicas):
+        await deploy(replica, f"seg-{i}-a", token)
+        await deploy(replica, f"seg-{i}-b", token)
+        await deploy(replica, "seg-everywhere", token)   # the same id on every replica, as behind Envoy
+
+    reply = await call(replicas[1], "HaltAll", serving_pb2.HaltAllRequest(reason="drill"), token)
+    assert by_replica(reply) == {f"serving@{r.address}": {(f"seg-{i}-a", True), (f"seg-{i}-b", True),
+                                                          ("seg-everywhere", True)}
+                                 for i, r in enumerate(replicas)}
+    assert reply.halted == 3 * REPLICAS and not any(r.error for r in reply.results)
+    assert reply.results[0].replica == f"serving@{replicas[1].address}"   # the answering replica first
+
+    for i, replica in enumerate(replicas):   # every replica refuses new work, with the reason
+        assert set((await states(replica, token)).values()) == {serving_pb2.SESSION_STATE_HALTED}
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call(replica, "Segment", serving_pb2.SegmentRequest(session_id=f"seg-{i}-a", series=SERIES), token)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and "drill" in refused.value.details()
+    await resume_all(replicas, token)
+
+
+async def test_this_replica_only_leaves_the_others_serving(mesh):
+    replicas, token = mesh
+    reply = await call(replicas[0], "HaltAll", serving_pb2.HaltAllRequest(reason="one", this_replica_only=True),
+                       token)
+    assert set(by_replica(reply)) == {f"serving@{replicas[0].address}"} and reply.halted == 3
+    assert set((await states(replicas[0], token)).values()) == {serving_pb2.SESSION_STATE_HALTED}
+    for replica in replicas[1:]:
+        assert set((await states(replica, token)).values()) == {serving_pb2.SESSION_STATE_READY}
+        answer = await call(replica, "Segment", serving_pb2.SegmentRequest(session_id="seg-everywhere",
+                                                                           series=SERIES), token)
+        assert list(answer.change_points) == [20]
+    await resume_all(replicas, token)
+
+
+async def test_a_replica_that_does_not_answer_is_reported(mesh):
+    replicas, token = mesh
+    # Replica 1 hangs: something holds its port and accepts connections but never speaks HTTP/2.
+    # Replica 2 is down: nothing listens on its port any more.
+    await replicas[2].stop()
+    await replicas[1].stop()
+    with socket.socket() as silent:
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        silent.bind(("127.0.0.1", replicas[1].port))
+        silent.listen()
+        reply = await call(replicas[0], "HaltAll", serving_pb2.HaltAllRequest(reason="partial"), token)
+
+    results = {r.replica: r for r in reply.results if not r.session_id}
+    hung, down = results[f"serving@{replicas[1].address}"], results[f"serving@{replicas[2].address}"]
+    assert not hung.halted and "DEADLINE_EXCEEDED" in hung.error, hung.error
+    assert not down.halted and "UNAVAILABLE" in down.error, down.error
+    assert all(e.startswith("replica did not confirm the halt: ") for e in (hung.error, down.error))
+    mine = {(r.session_id, r.halted) for r in reply.results if r.replica == f"serving@{replicas[0].address}"}
+    assert mine == {("seg-0-a", True), ("seg-0-b", True), ("seg-everywhere", True)}
+    assert reply.halted == 3 and len(reply.results) == 5
