@@ -29,8 +29,7 @@ from services.core.artifacts.store import StoreHandler
 from services.core.auth import policy
 from services.core.auth.tokens import TokenIssuer, TokenVerifier
 from services.core.clients.registry import AUDIENCE as REGISTRY_AUDIENCE, DEFAULT_SCOPES as REGISTRY_SCOPES
-from services.core.db.engine import make_engine
-from services.core.db.migrate import upgrade_to_head
+from services.core.db.migrate import open_database
 from services.core.grpc.client import connect
 from services.core.grpc.server import ServiceHost, configure_logging
 from services.core.lineage import LineageBus
@@ -89,9 +88,7 @@ async def build_compiler(
     cancel_poll_s: float = 0.25,
 ) -> CompilerApp:
     compiler, artifacts = compiler or CompilerSettings(), artifacts or ArtifactSettings()
-    mesh.ensure_home()
-    engine = make_engine(mesh.database_url)
-    await upgrade_to_head(engine)
+    engine = await open_database(mesh)
     operations = OperationStore(engine, SERVICE)
     await operations.recover_interrupted()
     runner = OperationRunner(operations, cancel_poll_s=cancel_poll_s)

@@ -18,8 +18,7 @@ from services.core.artifacts.toolkit import build_artifact_toolkit
 from services.core.auth import policy
 from services.core.auth.tokens import TokenIssuer, TokenVerifier
 from services.core.clients.registry import RegistryClient, lineage_sink
-from services.core.db.engine import make_engine
-from services.core.db.migrate import upgrade_to_head
+from services.core.db.migrate import open_database
 from services.core.grpc.server import ServiceHost, configure_logging
 from services.core.lineage import LineageBus
 from services.core.operations import OperationRunner, OperationsServicer, OperationStore
@@ -78,9 +77,7 @@ async def build_puller(
 ) -> PullerApp:
     ml, puller = ml or MLSettings(), puller or PullerSettings()
     artifacts = artifacts or ArtifactSettings()
-    mesh.ensure_home()
-    engine = make_engine(mesh.database_url)
-    await upgrade_to_head(engine)
+    engine = await open_database(mesh)
     operations = OperationStore(engine, SERVICE)
     await operations.recover_interrupted()
     runner = OperationRunner(operations, cancel_poll_s=cancel_poll_s)

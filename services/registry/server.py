@@ -12,8 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mlmesh.v1 import operations_pb2_grpc, registry_pb2_grpc
 from services.core.auth import policy
 from services.core.auth.tokens import TokenIssuer, TokenVerifier
-from services.core.db.engine import make_engine
-from services.core.db.migrate import upgrade_to_head
+from services.core.db.migrate import open_database
 from services.core.grpc.server import ServiceHost, configure_logging
 from services.core.lineage import LineageBus
 from services.core.operations.runner import OperationRunner
@@ -82,9 +81,7 @@ async def build_registry(
     serving_address: str | None = None,
 ) -> RegistryApp:
     """`serving_address` overrides the topology's `serving` (looked up when the first skill run starts)."""
-    mesh.ensure_home()
-    engine = make_engine(mesh.database_url)
-    await upgrade_to_head(engine)
+    engine = await open_database(mesh)
     bus = LineageBus()
     lineage = LineageStore(engine)
     bus.subscribe(lineage.record)  # the registry is the lineage sink of record

@@ -20,8 +20,9 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.core.db.engine import sqlite_path
+from services.core.db.engine import make_engine, sqlite_path
 from services.core.errors import Unavailable
+from services.core.settings import MeshSettings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
 # Any fixed bigint works; every mlmesh process must use the same one ("mlmesh" in ASCII).
@@ -99,3 +100,11 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
     async with engine.connect() as conn:
         return await conn.run_sync(lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision())
+
+
+async def open_database(mesh: MeshSettings) -> AsyncEngine:
+    """The mesh's database for a service: home folder made, engine built, schema at head."""
+    mesh.ensure_home()
+    engine = make_engine(mesh.database_url)
+    await upgrade_to_head(engine)
+    return engine
