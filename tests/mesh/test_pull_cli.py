@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from services.mesh.cli import app
-from tests.mesh.conftest import REPO, free_port, wait_serving, write_topology
+from tests.mesh.conftest import service_processes
 from tests.puller.conftest import safetensors_bytes, torch_pickle_bytes, tiny_state_dict
 from tests.puller.hub import LocalHub
 
@@ -27,27 +24,9 @@ def hub():
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory, hub):
-    root = tmp_path_factory.mktemp("pull-mesh")
-    ports = {"registry": free_port(), "puller": free_port()}
-    topology = write_topology(root / "topology.yaml", {
-        name: {"module": f"services.{name}", "host": "127.0.0.1", "port": port} for name, port in ports.items()
-    })
-    env = {**os.environ, "MLMESH_HOME": str(root / "home"), "MLMESH_TOPOLOGY_FILE": str(topology),
-           "MLMESH_PULLER_HF_ENDPOINT": hub.url}
-    (root / "home").mkdir()
-    processes = []
-    try:
-        for name in ("registry", "puller"):
-            log = (root / "home" / f"{name}.log").open("wb")
-            process = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=REPO, env=env, stdout=log,
-                                       stderr=subprocess.STDOUT)
-            processes.append(process)
-            wait_serving(f"127.0.0.1:{ports[name]}", process)
+    with service_processes(tmp_path_factory.mktemp("pull-mesh"), ("registry", "puller"),
+                           {"MLMESH_PULLER_HF_ENDPOINT": hub.url}) as (env, _):
         yield env
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=15)
 
 
 @pytest.fixture

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,7 +22,7 @@ from services.core.lineage import LineageBus
 from services.core.models.architectures import build_module
 from services.core.settings import AuthSettings, MeshSettings
 from services.mesh.cli import app
-from tests.mesh.conftest import REPO, free_port, wait_serving, write_topology
+from tests.mesh.conftest import service_processes
 
 MLP = {"type": "mlp", "layers": [4, 16, 2]}
 LSTM = {"type": "lstm_forecaster", "input_size": 1, "hidden_size": 8, "num_layers": 1, "window": 8}
@@ -58,27 +56,10 @@ async def register(mesh: MeshSettings, registry_address: str) -> dict[str, torch
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serving-cli")
-    ports = {"registry": free_port(), "serving": free_port()}
-    topology = write_topology(root / "topology.yaml", {
-        name: {"module": f"services.{name}", "host": "127.0.0.1", "port": port} for name, port in ports.items()
-    })
-    env = {**os.environ, "MLMESH_HOME": str(root / "home"), "MLMESH_TOPOLOGY_FILE": str(topology),
-           "MLMESH_SERVING_START_TRITON": "false", "MLMESH_SERVING_EXECUTOR": "in_process"}
-    (root / "home").mkdir()
-    processes = []
-    try:
-        for name in ("registry", "serving"):
-            log = (root / "home" / f"{name}.log").open("wb")
-            processes.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=REPO, env=env,
-                                              stdout=log, stderr=subprocess.STDOUT))
-            wait_serving(f"127.0.0.1:{ports[name]}", processes[-1])
-        modules = asyncio.run(register(MeshSettings(home=root / "home"), f"127.0.0.1:{ports['registry']}"))
+    extra = {"MLMESH_SERVING_START_TRITON": "false", "MLMESH_SERVING_EXECUTOR": "in_process"}
+    with service_processes(tmp_path_factory.mktemp("serving-cli"), ("registry", "serving"), extra) as (env, at):
+        modules = asyncio.run(register(MeshSettings(home=Path(env["MLMESH_HOME"])), at["registry"]))
         yield env, modules
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 @pytest.fixture
