@@ -179,3 +179,21 @@ class PullerSettings(BaseSettings):
 
     def cache_root(self, mesh: MeshSettings) -> Path:
         return (self.cache_dir or mesh.home / "cache").expanduser().absolute()
+
+
+class ObservabilitySettings(BaseSettings):
+    """Metrics, traces and logs (services/core/observability)."""
+
+    model_config = _ENV
+
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics and record them on every call.")
+    metrics_host: str = Field("127.0.0.1", description="Where /metrics listens; loopback unless set.")
+    metrics_port: int | None = Field(
+        None, ge=0, lt=65536, description="/metrics port; default the service's `metrics_port` in the topology."
+    )
+    tracing_enabled: bool = Field(True, description="Record OpenTelemetry spans and carry W3C traceparent.")
+    otlp_endpoint: str = Field("", description="OTLP/gRPC collector, e.g. http://127.0.0.1:4317; empty exports nothing.")
+    trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0, description="Share of new traces that are sampled.")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json: one JSON object per line (service, request id, trace id, subject); text: plain."
+    )
