@@ -29,10 +29,16 @@ SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ExecutorFactory = Callable[[ModelBackend, str], Executor]   # (backend, session id) -> executor
 
 
+# Models whose batches take less than this run on the event loop (see InProcessExecutor): below it the
+# thread hop costs more than the model; above it a batch would hold up other calls' parsing.
+INLINE_BELOW_S = 150e-6
+
+
 def in_process_executor(backend: ModelBackend, session_id: str) -> Executor:
-    """The fallback executor: the backend's batch function in one worker thread."""
+    """The fallback executor: the backend's batch function in one worker thread, or inline when tiny."""
     threads = default_torch_threads() if backend.uses_torch else None
-    return InProcessExecutor(backend.run, torch_threads=threads, name=f"mlmesh-{session_id}")
+    return InProcessExecutor(backend.run, torch_threads=threads, name=f"mlmesh-{session_id}",
+                             inline_below_s=INLINE_BELOW_S)
 
 
 def session_entity(session_id: str) -> str:

@@ -13,7 +13,7 @@ from services.core.models.architectures import load_module
 from services.serving.interfaces.backends.base import ModelBackend
 from services.serving.interfaces.backends.compiled import compiled_runtime
 from services.serving.interfaces.backends.forecaster import WindowForecaster
-from services.serving.interfaces.backends.runtimes import OnnxRuntime, Runtime, TorchRuntime
+from services.serving.interfaces.backends.runtimes import OnnxRuntime, Runtime, runtime_for_module
 from services.serving.interfaces.backends.segmenter import ChangePointSegmenter
 from services.serving.interfaces.backends.tabular import TabularClassifier, TabularPredictor
 from services.serving.interfaces.backends.text import TextAnalyzer, TextClassifier
@@ -58,7 +58,7 @@ def torch_backend(interface: str, *, artifact_id: str, metadata: Mapping[str, An
                   state_dict: Mapping[str, Any]) -> ModelBackend:
     cls = _backend_class(interface, metadata)  # refuse a mismatch before building anything
     module = load_module(_completed_architecture(metadata), state_dict)
-    return cls(TorchRuntime(module), artifact_id=artifact_id, metadata=metadata)
+    return cls(runtime_for_module(module), artifact_id=artifact_id, metadata=metadata)
 
 
 def onnx_backend(interface: str, *, artifact_id: str, metadata: Mapping[str, Any], model_path: Path | str,

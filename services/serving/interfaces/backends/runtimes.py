@@ -33,6 +33,49 @@ class TorchRuntime:
             return self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
+class NumpyMLPRuntime:
+    """An MLP (services.core.models.architectures.MLP) as numpy matrix products.
+
+    Same weights, same float32 arithmetic as the eager module; for the small MLPs served here torch's
+    per-call dispatch (~40 µs) is most of the cost and numpy's is a few µs.
+    """
+
+    uses_torch = False
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.mean, self.std = mean, std
+        self.layers = [(np.ascontiguousarray(w.T), b) for w, b in layers]   # x @ W.T + b, transposed once
+
+    @classmethod
+    def from_module(cls, module) -> "NumpyMLPRuntime":
+        """From an MLP module: its normalisation buffers and its Linear layers, in order."""
+        import torch
+
+        linears = [m for m in module.net if isinstance(m, torch.nn.Linear)]
+        as_array = lambda t: t.detach().cpu().numpy().astype(np.float32, copy=True)  # noqa: E731
+        return cls(as_array(module.input_mean), as_array(module.input_std),
+                   [(as_array(m.weight), as_array(m.bias)) for m in linears])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        h = (np.asarray(x, dtype=np.float32) - self.mean) / self.std
+        last = len(self.layers) - 1
+        for i, (weight_t, bias) in enumerate(self.layers):
+            h = h @ weight_t
+            h += bias
+            if i < last:
+                np.maximum(h, 0.0, out=h)
+        return h
+
+
+def runtime_for_module(module) -> Runtime:
+    """The fastest runtime that computes what `module` computes: numpy for an MLP, else eager torch."""
+    from services.core.models.architectures import MLP
+
+    if type(module) is MLP:
+        return NumpyMLPRuntime.from_module(module)
+    return TorchRuntime(module)
+
+
 class OnnxRuntime:
     """An ONNX Runtime session on CPU with one input and one output (a dynamic batch dimension)."""
 
