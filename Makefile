@@ -6,7 +6,13 @@ STAMP  := $(VENV)/.mlmesh-installed
 
 TRITON_VENV := .triton-venv
 
-.PHONY: setup triton run test bench protos lock-check clean
+# The web console (console/): Vite + TypeScript from the npm registry, built into console/dist, which
+# `python -m services.console` serves at /console/ behind Envoy. Rebuilt only when its sources or lock change.
+CONSOLE_DEPS    := console/node_modules/.mlmesh-installed
+CONSOLE_SOURCES := $(shell find console/src -type f 2>/dev/null) console/index.html console/vite.config.ts \
+                   console/tsconfig.json
+
+.PHONY: setup triton console run test bench protos lock-check clean
 
 setup: $(STAMP)
 
@@ -22,10 +28,19 @@ $(STAMP): requirements.lock pyproject.toml
 triton:
 	@scripts/setup_triton.sh || { rc=$$?; [ $$rc -eq 3 ] && echo "Triton unavailable here: in-process executor"; [ $$rc -eq 3 ]; }
 
-run: setup triton
+console: console/dist/index.html
+
+$(CONSOLE_DEPS): console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund
+	@touch $@
+
+console/dist/index.html: $(CONSOLE_DEPS) $(CONSOLE_SOURCES)
+	cd console && npm run build
+
+run: setup triton console
 	$(VENV)/bin/mlmesh up --demo
 
-test: setup
+test: setup console
 	$(PY) -m pytest -q
 
 bench: setup
@@ -38,4 +53,4 @@ lock-check: setup
 	$(PY) scripts/migration_lock.py --check
 
 clean:
-	rm -rf $(VENV) $(TRITON_VENV) .mlmesh
+	rm -rf $(VENV) $(TRITON_VENV) .mlmesh console/node_modules console/dist

@@ -9,8 +9,9 @@ ratios and a line per target:
                      batching, .bench-venvs/mlserver) and Triton (python backend, .triton-venv)
   4 forecasting      iteration-level vs request-level batching on mixed horizons
   5 kill switch      time from HaltAll to the last answer, against one batch time
+  6 observability    the same typed Predict load against serving with metrics + tracing off and on
 
-    .venv/bin/python bench/serving.py [--seconds 4] [--log-level INFO]
+    .venv/bin/python bench/serving.py [--seconds 4] [--log-level INFO] [--only observability]
 
 MLServer's environment is built by bench/setup_mlserver.sh on first use (~35 s once); Triton's by
 `make triton`. A server that cannot run here gets a "not measured: <reason>" row. Each cell also reports the
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from _load import CONCURRENCY, closed_loop, console, machine_load, ratio, table, verdict
+from _observability import observability_cost
 from _sections import forecasting, kill_switch, tensor_protocol
 from _servers import EchoServer, Mesh
 from mlmesh.v1 import serving_pb2, serving_pb2_grpc
@@ -133,6 +135,8 @@ async def main() -> None:
     parser.add_argument("--log-level", default="INFO", help="the mlmesh services' MLMESH_LOG_LEVEL (INFO: shipped)")
     parser.add_argument("--mlserver-batch-time", type=float, default=0.0005,
                         help="MLServer adaptive batching: max_batch_time in seconds")
+    parser.add_argument("--only", choices=("all", "observability"), default="all",
+                        help="observability: section 6 alone (metrics + tracing off vs on)")
     args = parser.parse_args()
     began = time.monotonic()
     console.print(f"[bold]mlmesh serving bench[/] - {machine_load()} at start")
@@ -146,6 +150,9 @@ async def main() -> None:
             await mesh.publish("bench_mlp", mlp, MLP, feature_names=[f"f{i}" for i in range(8)],
                                training_stats={"mean": [0.0] * 8, "std": [1.0] * 8},
                                metadata={"interface": "predictor"})
+            if args.only == "observability":
+                targets.update(await observability_cost(mesh, root, ROW, args.seconds))
+                return _summary(targets, began)
             await mesh.publish("bench_lstm", lstm, LSTM, **stats)
             await mesh.publish("bench_fc_lstm", small, FORECAST_LSTM, **stats)
             await mesh.deploy("mlp", "bench_mlp@prod")
@@ -160,6 +167,11 @@ async def main() -> None:
             targets.update(await tensor_protocol(mesh, root, mlp, MLP, ROW, args.seconds, args.mlserver_batch_time))
             targets.update(await forecasting(mesh, args.seconds, HISTORY, FORECAST_LSTM))
             targets.update(await kill_switch(mesh, "lstm-batched", HISTORY, batch_s))
+            targets.update(await observability_cost(mesh, root, ROW, args.seconds))
+    _summary(targets, began)
+
+
+def _summary(targets: dict, began: float) -> None:
     met = sum(1 for v in targets.values() if v)
     console.print(f"\n[bold]{met} of {len(targets)} targets met[/] in {time.monotonic() - began:.0f} s; "
                   f"{machine_load()} at the end")

@@ -32,9 +32,14 @@ from services.core.clients.registry import AUDIENCE as REGISTRY_AUDIENCE, DEFAUL
 from services.core.db.migrate import open_database
 from services.core.grpc.client import connect
 from services.core.grpc.server import ServiceHost, configure_logging
+from services.core.observability.tracing import setup_tracing
 from services.core.lineage import LineageBus
+from services.core.observability.metrics import ServiceMetrics
+from services.core.observability.metrics_operations import OperationMetrics
 from services.core.operations import OperationRunner, OperationsServicer, OperationStore
-from services.core.settings import ArtifactSettings, AuthSettings, MeshSettings, ObjectStoreSettings, ServerSettings
+from services.core.settings import (
+    ArtifactSettings, AuthSettings, MeshSettings, ObjectStoreSettings, ObservabilitySettings, ServerSettings,
+)
 from services.core.topology import load_topology
 
 SERVICE = "compiler"
@@ -86,14 +91,18 @@ async def build_compiler(
     verifier: TokenVerifier | None = None,
     registry_address: str | None = None,
     cancel_poll_s: float = 0.25,
+    observability: ObservabilitySettings | None = None,
 ) -> CompilerApp:
     compiler, artifacts = compiler or CompilerSettings(), artifacts or ArtifactSettings()
+    topology = load_topology(mesh.topology_file)
+    metrics = ServiceMetrics.build(SERVICE, observability, topology.services.get(SERVICE))
     engine = await open_database(mesh)
     operations = OperationStore(engine, SERVICE)
     await operations.recover_interrupted()
-    runner = OperationRunner(operations, cancel_poll_s=cancel_poll_s)
+    runner = OperationRunner(operations, cancel_poll_s=cancel_poll_s, metrics=OperationMetrics(
+        metrics.registry, {"compile": lambda compiled: compiled.size}) if metrics else None)
 
-    address = registry_address or load_topology(mesh.topology_file).get("registry").address
+    address = registry_address or topology.get("registry").address
     issuer = TokenIssuer.from_settings(mesh, auth)
     registry = GrpcRegistry(connect(address, REGISTRY_AUDIENCE, issuer, SERVICE, REGISTRY_SCOPES))
     bus = LineageBus()
@@ -113,7 +122,8 @@ async def build_compiler(
                                work_root=compiler.work_root(mesh))
 
     host = ServiceHost(
-        SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE), METHOD_SCOPES
+        SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE), METHOD_SCOPES,
+        metrics=metrics,
     )
     compiler_servicer, operations_servicer = CompilerServicer(pipeline, catalog), OperationsServicer(operations)
     host.add(lambda s: compiler_pb2_grpc.add_CompilerServicer_to_server(compiler_servicer, s), ["mlmesh.v1.Compiler"])
@@ -130,7 +140,8 @@ def quiet_exporter_logs() -> None:
 
 async def serve(port: int | None = None) -> None:
     mesh, server, auth = MeshSettings(), ServerSettings(), AuthSettings()
-    configure_logging(server.log_level)
+    configure_logging(server.log_level, service=SERVICE)
+    setup_tracing(SERVICE)  # before the host is built: its interceptor reads the process's tracer
     quiet_exporter_logs()
     endpoint = load_topology(mesh.topology_file).get(SERVICE)
     app = await build_compiler(mesh, server, auth)

@@ -21,6 +21,9 @@ class ServiceEndpoint(BaseModel):
     health: str = "grpc"            # "grpc" (grpc.health.v1) or an HTTP path
     grpc_services: list[str] = Field(default_factory=list)
     replicas: int = Field(1, ge=1)
+    # Prometheus /metrics; replicas use consecutive ports from it, like their service ports. None: not served
+    # unless MLMESH_METRICS_PORT says where.
+    metrics_port: int | None = Field(None, gt=0, lt=65536)
 
     @property
     def address(self) -> str:
@@ -42,15 +45,21 @@ class Topology(BaseModel):
 
 
 FALLBACK: dict[str, dict] = {
-    "registry": {"module": "services.registry", "port": 50051, "grpc_services": ["mlmesh.v1.Registry"]},
-    "puller": {"module": "services.puller", "port": 50052, "grpc_services": ["mlmesh.v1.Puller"]},
-    "compiler": {"module": "services.compiler", "port": 50053, "grpc_services": ["mlmesh.v1.Compiler"]},
+    "registry": {"module": "services.registry", "port": 50051, "grpc_services": ["mlmesh.v1.Registry"],
+                 "metrics_port": 9451},
+    "puller": {"module": "services.puller", "port": 50052, "grpc_services": ["mlmesh.v1.Puller"],
+               "metrics_port": 9452},
+    "compiler": {"module": "services.compiler", "port": 50053, "grpc_services": ["mlmesh.v1.Compiler"],
+                 "metrics_port": 9453},
     "serving": {
         "module": "services.serving",
         "port": 50054,
         "grpc_services": ["mlmesh.v1.Serving", "inference.GRPCInferenceService"],
+        "metrics_port": 9454,
     },
-    "mlmesh-ml-mcp": {"module": "services.mcp_gateway", "port": 8765, "protocol": "http", "health": "/healthz"},
+    "mlmesh-ml-mcp": {"module": "services.mcp_gateway", "port": 8765, "protocol": "http", "health": "/healthz",
+                      "metrics_port": 9450},
+    "console": {"module": "services.console", "port": 8770, "protocol": "http", "health": "/healthz"},
 }
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ class AuditRecord:
 
 
 class AuditTrail:
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, on_record: Callable[[AuditRecord], None] | None = None) -> None:
+        self.on_record = on_record  # e.g. the tool-call metrics: every call is audited exactly once
         self._fd: int | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +58,8 @@ class AuditTrail:
         log.info("%s", line)
         if self._fd is not None:
             os.write(self._fd, (line + "\n").encode())
+        if self.on_record is not None:
+            self.on_record(record)
         return record
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ import grpc
 from services.core.auth.tokens import TokenIssuer
 from services.core.grpc.client import TokenSource
 from services.core.grpc.interceptor import REQUEST_ID_KEY
+from services.core.observability.grpc_tracing import trace_metadata
 from services.mcp_gateway.settings import SERVICE
 
 _MAX_TOKEN_SOURCES = 4096  # (service, scopes, agent) combinations kept; each re-mints itself before expiry
@@ -56,7 +57,8 @@ class Backends:
                 self._tokens.popitem(last=False)
         else:
             self._tokens.move_to_end(key)
-        return (("authorization", f"Bearer {source.token()}"), (REQUEST_ID_KEY, request_id))
+        # and the current trace context, so the backends' spans join the tool call's trace
+        return (("authorization", f"Bearer {source.token()}"), (REQUEST_ID_KEY, request_id)) + trace_metadata()
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}

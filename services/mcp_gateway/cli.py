@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from services.core.errors import MLMeshError
 from services.core.grpc.server import configure_logging
+from services.core.observability.tracing import setup_tracing
 from services.core.settings import MeshSettings, ServerSettings
 from services.core.topology import load_topology
 from services.mcp_gateway.app import build_gateway
@@ -29,8 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=None, help="HTTP: port (default: the topology's, 8765)")
     args = parser.parse_args(argv)
     server = ServerSettings()
-    configure_logging(server.log_level)
+    configure_logging(server.log_level, service=SERVICE)
     try:
+        setup_tracing(SERVICE)   # before the gateway is built; spans of tool calls and their backend calls
         mesh = MeshSettings()
         endpoint = load_topology(mesh.topology_file).get(SERVICE)
         gateway = build_gateway(mesh=mesh, server=server)

@@ -78,10 +78,13 @@ async def serve_http(gateway: Gateway, *, bind_host: str, port: int, sock: socke
     if sock is not None:
         bind_host, port = sock.getsockname()[:2]
     app = build_http_app(gateway, bind_host=bind_host, port=port)
-    config = uvicorn.Config(app, host=bind_host, port=port, lifespan="on", access_log=False,
+    # log_config=None: uvicorn's records go to the process's handler (JSON, redacted), not uvicorn's own.
+    config = uvicorn.Config(app, host=bind_host, port=port, lifespan="on", access_log=False, log_config=None,
                             log_level=log_level.lower(), timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     try:
+        if gateway.metrics is not None:
+            gateway.metrics.serve(port)   # the topology's metrics_port when `port` is the gateway's own
         await server.serve(sockets=[sock] if sock is not None else None)
     finally:
         await gateway.close()

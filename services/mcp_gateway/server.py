@@ -25,6 +25,7 @@ from services.core.errors import Unauthenticated
 from services.mcp_gateway.audit import AuditTrail, argument_hash
 from services.mcp_gateway.auth import AgentTokenVerifier
 from services.mcp_gateway.backends import Backends
+from services.mcp_gateway.call_context import CallContext
 from services.mcp_gateway.catalog import ToolCall, ToolSpec
 from services.mcp_gateway.errors import ToolFailure, from_validation
 from services.mcp_gateway.settings import SERVICE, GatewaySettings
@@ -62,6 +63,8 @@ class ToolServer:
             "mlmesh MLOps: data.ml.* tools pull, compile, serve and query models, run hash-locked skills, "
             "and halt serving. Long tools report progress; errors name the argument at fault."),
             on_list_tools=self.list_tools, on_call_tool=self.call_tool, get_tool_input_schema=self.input_schema)
+        # Outermost: the caller and the HTTP traceparent, before the SDK's span middleware opens the span.
+        self.lowlevel.middleware.insert(0, CallContext(PRINCIPAL_KEY))
 
     def spec(self, name: str) -> ToolSpec | None:
         return self._by_name.get(name)

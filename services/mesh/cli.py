@@ -58,10 +58,13 @@ def up(
     = False,
     health_timeout: Annotated[float, typer.Option("--health-timeout", min=1, help="Seconds a service has to "
                                                   "become healthy.")] = 60.0,
+    metrics: Annotated[bool, typer.Option("--metrics", help="Print where Prometheus scrapes each service "
+                                          "(/metrics) and Envoy (/stats/prometheus).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Start every service of the topology that exists here, wait for health, and run until Ctrl-C."""
-    raise typer.Exit(run_up(_client(), demo=demo, as_json=as_json, health_timeout_s=health_timeout))
+    raise typer.Exit(run_up(_client(), demo=demo, as_json=as_json, health_timeout_s=health_timeout,
+                            metrics=metrics))
 
 
 @app.command()
@@ -96,9 +99,20 @@ async def _registry_counts(client: MeshClient) -> dict[str, int]:
     return {"artifacts": len(artifacts), "skills": len(skills)}
 
 
+# What the web console calls (Operations are answered by the registry behind Envoy) and may do there.
+CONSOLE_AUDIENCES = ["registry", "puller", "serving"]
+CONSOLE_SCOPES = ["registry.read", "skills.run", "operations.read", "puller.pull", "serving.read", "serving.deploy",
+                  "serving.halt"]
+
+
 @app.command()
 def token(
-    aud: Annotated[str, typer.Option("--aud", help="Audience: the service the token is for (registry, ...).")],
+    aud: Annotated[list[str] | None, typer.Option(
+        "--aud", help="Audience: the service the token is for (registry, ...); repeat for a token several accept.")]
+    = None,
+    console: Annotated[bool, typer.Option(
+        "--console", help=f"A token for the web console: audiences {', '.join(CONSOLE_AUDIENCES)} and the "
+        "scopes an operator uses there (unless --aud/--scope say otherwise).")] = False,
     scope: Annotated[list[str] | None, typer.Option("--scope", help="A scope; repeat for more. Default: all.")]
     = None,
     ttl: Annotated[int | None, typer.Option("--ttl", min=1, help="Lifetime in seconds (default: settings).")]
@@ -107,19 +121,23 @@ def token(
     as_json: JsonOpt = False,
 ) -> None:
     """Print a development token minted with the local issuer key ($MLMESH_HOME/keys/issuer.pem)."""
-    scopes = sorted(set(scope)) if scope else sorted(ALL_SCOPES)
+    scopes = sorted(set(scope)) if scope else sorted(CONSOLE_SCOPES if console else ALL_SCOPES)
+    audiences = aud or (CONSOLE_AUDIENCES if console else [])
     client = _client(subject=subject)
     try:
+        if not audiences:
+            raise InvalidArgument("name an audience with --aud SERVICE (or use --console)", field="aud")
         unknown = [s for s in scopes if s not in ALL_SCOPES]
         if unknown:
             raise InvalidArgument(f"unknown scope {unknown[0]!r}; known: {', '.join(sorted(ALL_SCOPES))}",
                                   field="scope")
-        minted = client.mint(aud, scopes, ttl_s=ttl)
+        minted = client.mint(audiences if len(audiences) > 1 else audiences[0], scopes, ttl_s=ttl)
     except MLMeshError as exc:
         out.fail_with(exc)
     if as_json:
         lifetime = client.auth.token_ttl_s if ttl is None else ttl
-        return out.print_json({"token": minted, "audience": aud, "subject": subject, "scopes": scopes,
+        audience = audiences if len(audiences) > 1 else audiences[0]
+        return out.print_json({"token": minted, "audience": audience, "subject": subject, "scopes": scopes,
                                "expires_at": int(time.time()) + lifetime})
     typer.echo(minted)   # plain, so `$(mlmesh token --aud registry)` works
 

@@ -43,7 +43,7 @@ class MeshClient:
     def endpoint(self, service: str) -> ServiceEndpoint:
         return self.topology.get(service)
 
-    def mint(self, audience: str, scopes: Iterable[str] = ALL_SCOPES, ttl_s: int | None = None,
+    def mint(self, audience: str | list[str], scopes: Iterable[str] = ALL_SCOPES, ttl_s: int | None = None,
              subject: str | None = None) -> str:
         return self.issuer.mint(subject or self.subject, audience, scopes, ttl_s=ttl_s)
 

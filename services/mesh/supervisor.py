@@ -87,7 +87,9 @@ def replicas_of(endpoint: ServiceEndpoint) -> list[tuple[int | None, ServiceEndp
     """(index, endpoint of that process); a single process keeps index None, its name and its own port flag."""
     if endpoint.replicas == 1:
         return [(None, endpoint)]
-    return [(i, endpoint.model_copy(update={"port": endpoint.port + i, "replicas": 1}))
+    metrics = endpoint.metrics_port  # replicas serve /metrics on consecutive ports too
+    return [(i, endpoint.model_copy(update={"port": endpoint.port + i, "replicas": 1,
+                                            "metrics_port": None if metrics is None else metrics + i}))
             for i in range(endpoint.replicas)]
 
 

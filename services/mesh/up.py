@@ -17,6 +17,7 @@ from services.mesh import output as out
 from services.mesh.client import MeshClient
 from services.mesh.envoy.config import load_envoy_options, topology_wants_envoy
 from services.mesh.envoy.process import EnvoyProcess, start_envoy
+from services.mesh.metrics_targets import print_targets, scrape_targets
 from services.mesh.supervisor import ServiceFailed, ServiceProcess, Supervisor, startable
 
 if TYPE_CHECKING:   # the demo pulls in torch; commands other than `up --demo` should not pay for it
@@ -44,7 +45,7 @@ def _interrupt(signum: int, frame: Any) -> None:
     signal.raise_signal(signal.SIGINT)
 
 
-def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: float) -> int:
+def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: float, metrics: bool = False) -> int:
     """Returns the exit code: 0 after a signal-driven stop, 1 when a service failed."""
     home = client.mesh.ensure_home()
     # The registry first: it is the system of record the other services call as they start.
@@ -77,8 +78,12 @@ def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: f
         if envoy is not None:
             report["envoy"] = {"address": envoy.address, "admin": envoy.admin_url, "pid": envoy.pid,
                                "log_file": str(envoy.log_path), "config": str(envoy.config)}
+        if metrics:
+            report["metrics"] = scrape_targets(supervisor.children, envoy.admin_url if envoy is not None else None)
         if not as_json:
             _print_endpoints(client, supervisor.children, report)
+            if metrics:
+                print_targets(report["metrics"])
         if demo:
             if REGISTRY not in {c.service for c in supervisor.children}:
                 out.fail("the demo needs the registry, which this topology does not start")
@@ -163,6 +168,9 @@ def _print_endpoints(client: MeshClient, children: list[ServiceProcess], report:
         con.print(report["grpcurl"], soft_wrap=True, markup=False)
         if "MLMESH_HOME" in os.environ:
             con.print(f"(with MLMESH_HOME={client.mesh.home} for `mlmesh token`)", style="dim", markup=False)
+    if "envoy" in report and any(c.service == "console" for c in children):
+        con.print(f"web console: http://{report['envoy']['address']}/console/  (sign in with the token "
+                  "`mlmesh token --console` prints)", style="bold", markup=False)
 
 
 def _run_demo(client: MeshClient, as_json: bool) -> DemoResult:

@@ -20,10 +20,15 @@ from services.core.auth.tokens import TokenIssuer, TokenVerifier
 from services.core.clients.registry import RegistryClient, lineage_sink
 from services.core.db.migrate import open_database
 from services.core.grpc.server import ServiceHost, configure_logging
+from services.core.observability.tracing import setup_tracing
 from services.core.lineage import LineageBus
+from services.core.observability.metrics import ServiceMetrics
+from services.core.observability.metrics_artifacts import register_cache
+from services.core.observability.metrics_operations import OperationMetrics
 from services.core.operations import OperationRunner, OperationsServicer, OperationStore
 from services.core.settings import (
-    ArtifactSettings, AuthSettings, MeshSettings, MLSettings, ObjectStoreSettings, PullerSettings, ServerSettings,
+    ArtifactSettings, AuthSettings, MeshSettings, MLSettings, ObjectStoreSettings, ObservabilitySettings,
+    PullerSettings, ServerSettings,
 )
 from services.core.topology import load_topology
 from services.puller.adapters.huggingface import HuggingFaceAdapter
@@ -74,15 +79,19 @@ async def build_puller(
     registry_address: str | None = None,
     credentials: CredentialResolver | None = None,
     cancel_poll_s: float = 0.25,
+    observability: ObservabilitySettings | None = None,
 ) -> PullerApp:
     ml, puller = ml or MLSettings(), puller or PullerSettings()
     artifacts = artifacts or ArtifactSettings()
+    topology = load_topology(mesh.topology_file)
+    metrics = ServiceMetrics.build(SERVICE, observability, topology.services.get(SERVICE))
     engine = await open_database(mesh)
     operations = OperationStore(engine, SERVICE)
     await operations.recover_interrupted()
-    runner = OperationRunner(operations, cancel_poll_s=cancel_poll_s)
+    runner = OperationRunner(operations, cancel_poll_s=cancel_poll_s, metrics=OperationMetrics(
+        metrics.registry, {"pull": lambda artifact: artifact.total_size}) if metrics else None)
 
-    address = registry_address or load_topology(mesh.topology_file).get("registry").address
+    address = registry_address or topology.get("registry").address
     registry = RegistryClient.connect(address, TokenIssuer.from_settings(mesh, auth), subject=SERVICE)
     bus = LineageBus()
     bus.subscribe(lineage_sink(registry))  # every store/save/pull event is recorded by the registry
@@ -102,8 +111,11 @@ async def build_puller(
                             signer=kit.signer, registry=registry, bus=bus, staging_root=cache / "staging",
                             service=SERVICE)
 
+    if metrics is not None:
+        register_cache(metrics.registry, kit.cache)
     host = ServiceHost(
-        SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE), METHOD_SCOPES
+        SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE), METHOD_SCOPES,
+        metrics=metrics,
     )
     puller_servicer, operations_servicer = PullerServicer(pipeline), OperationsServicer(operations)
     host.add(lambda s: puller_pb2_grpc.add_PullerServicer_to_server(puller_servicer, s), ["mlmesh.v1.Puller"])
@@ -114,7 +126,8 @@ async def build_puller(
 
 async def serve(port: int | None = None) -> None:
     mesh, server, auth = MeshSettings(), ServerSettings(), AuthSettings()
-    configure_logging(server.log_level)
+    configure_logging(server.log_level, service=SERVICE)
+    setup_tracing(SERVICE)  # before the host is built: its interceptor reads the process's tracer
     endpoint = load_topology(mesh.topology_file).get(SERVICE)
     app = await build_puller(mesh, server, auth)
     bound = await app.start(server.bind_host, endpoint.port if port is None else port)

@@ -14,11 +14,14 @@ from services.core.auth import policy
 from services.core.auth.tokens import TokenIssuer, TokenVerifier
 from services.core.db.migrate import open_database
 from services.core.grpc.server import ServiceHost, configure_logging
+from services.core.observability.tracing import setup_tracing
 from services.core.lineage import LineageBus
+from services.core.observability.metrics import ServiceMetrics
+from services.core.observability.metrics_operations import OperationMetrics
 from services.core.operations.runner import OperationRunner
 from services.core.operations.servicer import OperationsServicer
 from services.core.operations.store import OperationStore
-from services.core.settings import AuthSettings, MeshSettings, ServerSettings
+from services.core.settings import AuthSettings, MeshSettings, ObservabilitySettings, ServerSettings
 from services.core.topology import load_topology
 from services.registry import converters
 from services.registry.artifacts import ArtifactCatalog
@@ -78,9 +81,10 @@ class RegistryApp:
 
 async def build_registry(
     mesh: MeshSettings, server: ServerSettings, auth: AuthSettings, *, verifier: TokenVerifier | None = None,
-    serving_address: str | None = None,
+    serving_address: str | None = None, observability: ObservabilitySettings | None = None,
 ) -> RegistryApp:
     """`serving_address` overrides the topology's `serving` (looked up when the first skill run starts)."""
+    metrics = ServiceMetrics.build(SERVICE, observability, load_topology(mesh.topology_file).services.get(SERVICE))
     engine = await open_database(mesh)
     bus = LineageBus()
     lineage = LineageStore(engine)
@@ -91,7 +95,8 @@ async def build_registry(
     await operations.recover_interrupted()
     await fail_interrupted_runs(engine)
     # No progress throttle: a skill run reports once per finished step, and a watcher should see each.
-    runner = OperationRunner(operations, progress_interval_s=0.0)
+    runner = OperationRunner(operations, progress_interval_s=0.0,
+                             metrics=OperationMetrics(metrics.registry) if metrics else None)
     serving = ServingLink(TokenIssuer.from_settings(mesh, auth), address=serving_address,
                           topology_file=mesh.topology_file)
     runtime = MLSkillRuntime(skills=skills, artifacts=artifacts, ledger=ledger, runner=runner, serving=serving,
@@ -105,7 +110,8 @@ async def build_registry(
         runtime=runtime,
     )
     host = ServiceHost(
-        SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE), METHOD_SCOPES
+        SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE), METHOD_SCOPES,
+        metrics=metrics,
     )
     registry_servicer = RegistryServicer(domain)
     operations_servicer = OperationsServicer(operations)
@@ -119,7 +125,8 @@ async def build_registry(
 
 async def serve(port: int | None = None) -> None:
     mesh, server, auth = MeshSettings(), ServerSettings(), AuthSettings()
-    configure_logging(server.log_level)
+    configure_logging(server.log_level, service=SERVICE)
+    setup_tracing(SERVICE)  # before the host is built: its interceptor reads the process's tracer
     endpoint = load_topology(mesh.topology_file).get(SERVICE)
     app = await build_registry(mesh, server, auth)
     bound = await app.start(server.bind_host, endpoint.port if port is None else port)

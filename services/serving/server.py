@@ -29,15 +29,20 @@ from services.core.auth import policy
 from services.core.auth.tokens import TokenIssuer, TokenVerifier
 from services.core.clients.registry import RegistryClient, lineage_sink
 from services.core.grpc.server import ServiceHost, configure_logging
+from services.core.observability.tracing import setup_tracing
 from services.core.lineage import LineageBus
+from services.core.observability.metrics import LoopReader, ServiceMetrics
+from services.core.observability.metrics_artifacts import register_cache
 from services.core.settings import (
-    ArtifactSettings, AuthSettings, MeshSettings, MLSettings, ObjectStoreSettings, ServerSettings,
+    ArtifactSettings, AuthSettings, MeshSettings, MLSettings, ObjectStoreSettings, ObservabilitySettings,
+    ServerSettings,
 )
 from services.core.topology import load_topology
 from services.serving.fanout import ReplicaFanout, replica_name
 from services.serving.kserve.servicer import SERVICE_NAME as KSERVE_SERVICE
 from services.serving.kserve.servicer import InferenceServicer
 from services.serving.loading import Deployer, ExecutorPlacement, ModelResolver, TritonTarget
+from services.serving.metrics import SessionCollector
 from services.serving.rules.pack import RulePackLoader
 from services.serving.servicer import ServingServicer
 from services.serving.sessions.manager import SessionManager
@@ -178,6 +183,7 @@ async def build_serving(
     object_store: ObjectStoreSettings | None = None,
     verifier: TokenVerifier | None = None,
     registry_address: str | None = None,
+    observability: ObservabilitySettings | None = None,
 ) -> ServingApp:
     ml, serving, triton = ml or MLSettings(), serving or ServingSettings(), triton or TritonSettings()
     artifacts = artifacts or ArtifactSettings()
@@ -202,8 +208,12 @@ async def build_serving(
                                  executor_kind=placement.default_kind, actor=SERVICE)
         resolver = ModelResolver(registry, kit.cache, kit.store, artifacts.cache_root(mesh.home) / "compiled")
         deployer = Deployer(manager, resolver, placement, ml)
+        metrics = ServiceMetrics.build(SERVICE, observability, topology.services.get(SERVICE))
+        if metrics is not None:  # read at scrape time: the request path pays only the RPC series
+            metrics.registry.register(SessionCollector(manager, LoopReader(asyncio.get_running_loop())))
+            register_cache(metrics.registry, kit.cache)
         host = ServiceHost(SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE),
-                           METHOD_SCOPES)
+                           METHOD_SCOPES, metrics=metrics)
         servicer, kserve = ServingServicer(manager, deployer, fanout=fanout), InferenceServicer(manager)
         host.add(lambda s: serving_pb2_grpc.add_ServingServicer_to_server(servicer, s), ["mlmesh.v1.Serving"])
         host.add(lambda s: service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(kserve, s), [KSERVE_SERVICE])
@@ -218,7 +228,8 @@ async def build_serving(
 
 async def serve(port: int | None = None) -> None:
     mesh, server, auth = MeshSettings(), ServerSettings(), AuthSettings()
-    configure_logging(server.log_level)
+    configure_logging(server.log_level, service=SERVICE)
+    setup_tracing(SERVICE)  # before the host is built: its interceptor reads the process's tracer
     endpoint = load_topology(mesh.topology_file).get(SERVICE)
     app = await build_serving(mesh, server, auth)
     try:

@@ -24,7 +24,8 @@ def test_every_topology_service_runs_from_the_one_image_on_its_topology_port():
         service = SERVICES[name]
         assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
         assert service["command"] == ["python", "-m", endpoint.module]
-        assert service["ports"] == [f"127.0.0.1:{endpoint.port}:{endpoint.port}"]
+        published = [f"127.0.0.1:{port}:{port}" for port in (endpoint.port, endpoint.metrics_port) if port]
+        assert service["ports"] == published
     assert (DEPLOY.parent / "deploy" / "Dockerfile").is_file()    # build.context `..` is the repo root
 
 
@@ -33,6 +34,7 @@ def test_the_containers_topology_matches_the_default_one_by_name_and_port():
     assert set(raw) == set(TOPOLOGY.services)
     for name, endpoint in TOPOLOGY.services.items():
         assert raw[name]["port"] == endpoint.port and raw[name]["module"] == endpoint.module
+        assert raw[name].get("metrics_port") == endpoint.metrics_port
         assert raw[name]["host"] == name, "containers reach each other by compose service name"
         assert raw[name].get("grpc_services", []) == endpoint.grpc_services
 

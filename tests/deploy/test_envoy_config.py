@@ -31,6 +31,7 @@ EXPECTED_ROUTES = {
     "/grpc.reflection.v1alpha.ServerReflection/": "registry",
     "/mcp/": "mlmesh-ml-mcp",
     "/.well-known/oauth-protected-resource/": "mlmesh-ml-mcp",
+    "/console/": "console",
 }
 
 
@@ -38,9 +39,20 @@ def manager(config: dict) -> dict:
     return config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
+def all_routes(config: dict) -> list[dict]:
+    return manager(config)["route_config"]["virtual_hosts"][0]["routes"]
+
+
 def routes(config: dict) -> dict[str, dict]:
-    hosts = manager(config)["route_config"]["virtual_hosts"]
-    return {r["match"]["prefix"]: r["route"] for r in hosts[0]["routes"]}
+    """By prefix, the routes every call may take (header-pinned replica routes are in `pinned`)."""
+    return {r["match"]["prefix"]: r["route"] for r in all_routes(config)
+            if "prefix" in r["match"] and "headers" not in r["match"]}
+
+
+def pinned(config: dict) -> list[tuple[str, str, str]]:
+    """(prefix, replica header value, cluster) of the header-pinned routes, in order."""
+    return [(r["match"]["prefix"], r["match"]["headers"][0]["string_match"]["exact"], r["route"]["cluster"])
+            for r in all_routes(config) if "headers" in r["match"]]
 
 
 def clusters(config: dict) -> dict[str, dict]:
@@ -76,7 +88,7 @@ def test_routes_never_cut_streams_and_grpc_honours_caller_deadlines():
     for prefix, route in routes(render_envoy_config(DEFAULT)).items():
         assert route["timeout"] == "0s", prefix             # Envoy's default 15 s would end WatchOperation
         assert route["idle_timeout"] == "3600s"             # ... and MCP's SSE progress streams
-        if route["cluster"] != "mlmesh-ml-mcp":
+        if route["cluster"] not in ("mlmesh-ml-mcp", "console"):   # HTTP upstreams: no gRPC deadline header
             assert route["max_stream_duration"] == {"grpc_timeout_header_max": "0s"}
 
 
@@ -111,6 +123,28 @@ def test_rest_is_transcoded_from_the_committed_descriptor_set_for_every_annotate
 def test_serving_replicas_are_consecutive_ports_balanced_round_robin():
     cluster = clusters(render_envoy_config(topology(replicas=3)))["serving"]
     assert ports(cluster) == [50054, 50055, 50056] and cluster["lb_policy"] == "ROUND_ROBIN"
+
+
+def test_a_replica_header_pins_serving_calls_to_that_replica_before_the_balanced_route():
+    config = render_envoy_config(topology(replicas=2))
+    assert pinned(config) == [
+        ("/mlmesh.v1.Serving/", "serving@127.0.0.1:50054", "serving-0"),
+        ("/inference.GRPCInferenceService/", "serving@127.0.0.1:50054", "serving-0"),
+        ("/mlmesh.v1.Serving/", "serving@127.0.0.1:50055", "serving-1"),
+        ("/inference.GRPCInferenceService/", "serving@127.0.0.1:50055", "serving-1")]
+    order = [r["match"].get("prefix") for r in all_routes(config)]
+    assert order.index("/mlmesh.v1.Serving/") < len(pinned(config))   # Envoy takes the first match
+    found = clusters(config)
+    assert ports(found["serving-0"]) == [50054] and ports(found["serving-1"]) == [50055]
+    assert ports(found["serving"]) == [50054, 50055]
+    assert not pinned(render_envoy_config(DEFAULT))   # one replica: nothing to pin
+
+
+def test_the_console_is_served_under_console_and_the_bare_path_redirects():
+    config = render_envoy_config(DEFAULT)
+    assert routes(config)["/console/"] == {"cluster": "console", "timeout": "0s", "idle_timeout": "3600s"}
+    redirect = next(r for r in all_routes(config) if r["match"].get("path") == "/console")
+    assert redirect["redirect"] == {"path_redirect": "/console/"}
 
 
 def test_kserve_direct_sends_tensor_traffic_to_triton_and_typed_rpcs_to_serving():

@@ -39,7 +39,12 @@ def test_each_topology_service_has_a_deployment_and_service_on_its_port(objects)
     for name, endpoint in TOPOLOGY.services.items():
         container = next(c for c in pod(objects, name)["containers"] if c["name"] == name)
         assert container["command"] == ["python", "-m", endpoint.module]
-        assert [p["containerPort"] for p in container["ports"]] == [endpoint.port]
+        metrics = [endpoint.metrics_port] if endpoint.metrics_port else []
+        assert [p["containerPort"] for p in container["ports"]] == [endpoint.port, *metrics]
+        if metrics:   # scraped per pod (every serving replica), on the port the topology names
+            annotations = find(objects, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]
+            assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(endpoint.metrics_port),
+                                   "prometheus.io/path": "/metrics"}
         service = find(objects, "Service", name)
         assert [p["port"] for p in service["spec"]["ports"]] == [endpoint.port]
         assert service["spec"]["selector"] == find(objects, "Deployment", name)["spec"]["selector"]["matchLabels"]
@@ -77,6 +82,7 @@ def test_config_comes_from_configmaps_and_the_topology_names_every_service(objec
     assert set(topology) == set(TOPOLOGY.services)
     for name, endpoint in TOPOLOGY.services.items():
         assert topology[name]["host"] == name and topology[name]["port"] == endpoint.port
+        assert topology[name].get("metrics_port") == endpoint.metrics_port
         spec = pod(objects, name)
         refs = [e["configMapRef"]["name"] for e in spec["containers"][0]["envFrom"] if "configMapRef" in e]
         assert refs == ["mlmesh-env"]

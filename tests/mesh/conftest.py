@@ -137,14 +137,19 @@ def grpcurl() -> str:
 
 
 @contextlib.contextmanager
-def service_processes(root: Path, names: tuple[str, ...], extra_env: dict[str, str] | None = None):
-    """Each named service as its own process on a free port, under one temp home and topology.
+def service_processes(root: Path, names: tuple[str, ...], extra_env: dict[str, str] | None = None,
+                      metrics_ports: dict[str, int] | None = None):
+    """Each named service as its own process on a free port, under one temp home and topology
+    (with `metrics_ports`, the topology gives those services a metrics_port).
 
     Yields the environment the `mlmesh` command needs and the services' addresses; stops them after.
     """
     ports = {name: free_port() for name in names}
+    metrics_ports = metrics_ports or {}
     topology = write_topology(root / "topology.yaml", {
-        name: {"module": f"services.{name}", "host": "127.0.0.1", "port": port} for name, port in ports.items()
+        name: {"module": f"services.{name}", "host": "127.0.0.1", "port": port,
+               **({"metrics_port": metrics_ports[name]} if name in metrics_ports else {})}
+        for name, port in ports.items()
     })
     home = root / "home"
     home.mkdir(parents=True, exist_ok=True)

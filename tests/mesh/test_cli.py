@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 import yaml
 
 from services.core.auth.policy import ALL_SCOPES, REGISTRY_READ
 from services.core.auth.tokens import TokenVerifier
+from services.core.errors import Unauthenticated
 from services.core.settings import AuthSettings, MeshSettings
 from services.mesh.cli import app
 from tests.mesh.conftest import SEED_MODELS, SKILLS_DIR, free_port, write_topology
@@ -52,6 +54,20 @@ def test_token_with_scopes_ttl_subject(cli):
     assert (principal.subject, principal.scopes) == ("alice", frozenset({REGISTRY_READ}))
     assert data["scopes"] == [REGISTRY_READ]
     assert 0 < principal.expires_at - data["expires_at"] + 120 <= 121
+
+
+def test_console_token_is_accepted_by_each_service_the_console_calls_with_operator_scopes(cli):
+    token = invoke(cli, "token", "--console").stdout.strip()
+    for service in ("registry", "puller", "serving"):
+        principal = TokenVerifier.from_settings(MeshSettings(), AuthSettings(), service).verify(token)
+        assert principal.subject == "operator" and {"serving.halt", "skills.run", "puller.pull"} <= principal.scopes
+        assert "puller.allow_pickle" not in principal.scopes
+    with pytest.raises(Unauthenticated):
+        TokenVerifier.from_settings(MeshSettings(), AuthSettings(), "compiler").verify(token)
+
+
+def test_token_needs_an_audience(cli):
+    assert_one_line_error(invoke(cli, "token"), 2, "aud")
 
 
 def test_token_refuses_unknown_scope(cli):

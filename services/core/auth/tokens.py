@@ -39,15 +39,18 @@ class TokenIssuer:
     def mint(
         self,
         subject: str,
-        audience: str,
+        audience: str | list[str],
         scopes: Iterable[str],
         ttl_s: int | None = None,
         on_behalf_of: str | None = None,
     ) -> str:
+        """`audience`: one service, or a list (the web console calls several; each accepts a list naming it)."""
         if not subject:
             raise InvalidArgument("a token needs a subject", field="subject")
-        if not audience:
+        if not audience or (isinstance(audience, list) and not all(audience)):
             raise InvalidArgument("a token needs an audience", field="audience")
+        if isinstance(audience, list) and len(audience) == 1:
+            audience = audience[0]
         scope_set = set(scopes)
         if any(not s or any(c.isspace() for c in s) for s in scope_set):
             raise InvalidArgument("scopes must be non-empty and without spaces", field="scopes")

@@ -13,6 +13,7 @@ from services.core.auth.policy import ALL_SCOPES
 from services.core.auth.tokens import TokenIssuer
 from services.core.errors import error_for_status
 from services.core.grpc.interceptor import ERROR_FIELD_KEY, REQUEST_ID_KEY, current_request_id
+from services.core.observability.grpc_tracing import inject_metadata
 from services.core.settings import AuthSettings, MeshSettings
 
 
@@ -42,7 +43,8 @@ class TokenSource:
 
 
 class _Bearer:
-    """Adds `authorization` (unless the caller set one) and the current request id to every call."""
+    """Adds `authorization` (unless the caller set one), the current request id and the current trace
+    context (W3C `traceparent`) to every call."""
 
     def __init__(self, tokens: TokenSource) -> None:
         self._tokens = tokens
@@ -54,6 +56,7 @@ class _Bearer:
         rid = current_request_id()
         if rid and REQUEST_ID_KEY not in metadata:
             metadata[REQUEST_ID_KEY] = rid  # one id across services for one piece of work
+        inject_metadata(metadata)  # the called service's spans join this call's trace
         return grpc.aio.ClientCallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )

@@ -20,6 +20,8 @@ import grpc
 from services.core.auth.principal import Principal, reset_principal, set_principal
 from services.core.auth.tokens import TokenVerifier
 from services.core.errors import MLMeshError, PermissionDenied, Unauthenticated
+from services.core.observability.grpc_tracing import ServerTracing
+from services.core.observability.metrics import MethodMetrics, RpcMetrics
 
 REQUEST_ID_KEY = "x-request-id"
 ERROR_FIELD_KEY = "mlmesh-error-field"
@@ -49,8 +51,12 @@ class MeshInterceptor(grpc.aio.ServerInterceptor):
         verifier: TokenVerifier | None,
         method_scopes: Mapping[str, str] | None = None,
         open_methods: Iterable[str] = OPEN_METHODS,
+        rpc_metrics: RpcMetrics | None = None,
+        tracing: ServerTracing | None = None,
     ) -> None:
         self._verifier = verifier
+        self._tracing = tracing or ServerTracing.of_process()  # the process's tracer, read once
+        self._rpc_metrics = rpc_metrics
         self._scopes = dict(method_scopes or {})
         self._open = tuple(open_methods)
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
@@ -62,20 +68,26 @@ class MeshInterceptor(grpc.aio.ServerInterceptor):
             handler = await continuation(handler_call_details)
             if handler is None:
                 return None  # unknown method: gRPC answers UNIMPLEMENTED; not cached, names are caller-chosen
-            wrapped = self._wrapped[method] = _Gate(method, self._scopes.get(method),
-                                                    method.startswith(self._open), self._verifier).wrap(handler)
+            metrics = self._rpc_metrics.for_method(method) if self._rpc_metrics is not None else None
+            is_open = method.startswith(self._open)
+            tracing = None if is_open else self._tracing   # health and reflection probes: no spans
+            wrapped = self._wrapped[method] = _Gate(method, self._scopes.get(method), is_open, self._verifier,
+                                                    metrics, tracing).wrap(handler)
         return wrapped
 
 
 class _Gate:
     """Everything the interceptor does for one method."""
 
-    __slots__ = ("method", "scope", "verifier")
+    __slots__ = ("method", "scope", "verifier", "metrics", "tracing")
 
-    def __init__(self, method: str, scope: str | None, is_open: bool, verifier: TokenVerifier | None) -> None:
+    def __init__(self, method: str, scope: str | None, is_open: bool, verifier: TokenVerifier | None,
+                 metrics: MethodMetrics | None = None, tracing: ServerTracing | None = None) -> None:
         self.method = method
         self.scope = scope
         self.verifier = None if is_open else verifier
+        self.metrics = metrics  # this method's Prometheus children, bound once
+        self.tracing = tracing or ServerTracing(None, enabled=False)
 
     def wrap(self, h: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         ser = {"request_deserializer": h.request_deserializer, "response_serializer": h.response_serializer}
@@ -97,8 +109,9 @@ class _Gate:
     def _coroutine(self, behavior: Callable[..., Awaitable]) -> Callable:
         async def handle(request, context):
             start, rid, principal, code = time.perf_counter(), "-", None, grpc.StatusCode.OK
-            tokens = None
+            tokens = traced = None
             try:
+                traced = self.tracing.begin(self.method, context)
                 rid, auth = _scan(context)
                 principal = self._authenticate(auth)
                 self._authorize(principal)
@@ -114,14 +127,17 @@ class _Gate:
             finally:
                 _reset(tokens)
                 self._log(start, code, principal, rid, context)
+                if traced is not None:  # after the access log, so its line carries the trace id
+                    self.tracing.end(traced, code or _sent_code(context))
 
         return handle
 
     def _generator(self, behavior: Callable) -> Callable:
         async def handle(request, context):
             start, rid, principal, code = time.perf_counter(), "-", None, grpc.StatusCode.OK
-            tokens = None
+            tokens = traced = None
             try:
+                traced = self.tracing.begin(self.method, context)
                 rid, auth = _scan(context)
                 principal = self._authenticate(auth)
                 self._authorize(principal)
@@ -141,6 +157,8 @@ class _Gate:
             finally:
                 _reset(tokens)
                 self._log(start, code, principal, rid, context)
+                if traced is not None:  # after the access log, so its line carries the trace id
+                    self.tracing.end(traced, code or _sent_code(context))
 
         return handle
 
@@ -182,6 +200,10 @@ class _Gate:
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
     def _log(self, start: float, code, principal: Principal | None, rid: str, context) -> None:
+        if self.metrics is not None:
+            if code is None:  # _fail re-raised: read what was sent
+                code = _sent_code(context)
+            self.metrics.observe(code, time.perf_counter() - start)
         if not access_log.isEnabledFor(logging.INFO):
             return
         if code is None:  # _fail re-raised: read what was sent
@@ -190,6 +212,8 @@ class _Gate:
             "%s %s %.1fms sub=%s rid=%s peer=%s",
             self.method, code.name, (time.perf_counter() - start) * 1000.0,
             principal.subject if principal else "-", rid, context.peer(),
+            # the call's contextvars are reset by now: the JSON log fields come from here
+            extra={"request_id": rid, "subject": principal.subject if principal else None},
         )
 
 

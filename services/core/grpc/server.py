@@ -14,20 +14,20 @@ from grpc_reflection.v1alpha import reflection
 from services.core.auth.tokens import TokenVerifier
 from services.core.errors import FailedPrecondition
 from services.core.grpc.interceptor import MeshInterceptor
-from services.core.settings import ServerSettings
+from services.core.observability.logs import install_logging
+from services.core.observability.metrics import ServiceMetrics
+from services.core.settings import ObservabilitySettings, ServerSettings
 
 log = logging.getLogger("mlmesh.server")
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
-def configure_logging(level: str | int = "INFO") -> None:
-    """Plain one-line records on stderr; the access log is logger `mlmesh.access`."""
-    logging.basicConfig(
-        level=level.upper() if isinstance(level, str) else level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        force=True,
-    )
+def configure_logging(level: str | int = "INFO", *, service: str | None = None) -> None:
+    """One line per record on stderr, JSON unless `MLMESH_LOG_FORMAT=text`, credentials redacted
+    (services/core/observability/logs.py); the access log is logger `mlmesh.access`. `service` names the
+    process in every line (default: the `services.<name>` module it runs as)."""
+    install_logging(level, service=service, log_format=ObservabilitySettings().log_format)
 
 
 class ServiceHost:
@@ -42,10 +42,13 @@ class ServiceHost:
         server_settings: ServerSettings,
         verifier: TokenVerifier | None,
         method_scopes: Mapping[str, str] | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.name = name
         self.settings = server_settings
-        self.interceptor = MeshInterceptor(verifier, method_scopes)
+        self.metrics = metrics  # None: metrics off; else /metrics starts and stops with the host
+        self.interceptor = MeshInterceptor(verifier, method_scopes,
+                                           rpc_metrics=metrics.rpc if metrics is not None else None)
         self._registrations: list[tuple[Callable[[grpc.aio.Server], None], list[str]]] = []
         self._server: grpc.aio.Server | None = None
         self.health: health.aio.HealthServicer | None = None
@@ -67,6 +70,8 @@ class ServiceHost:
         """Bind (port 0 picks a free one), mark every service SERVING, start; returns the bound port."""
         if self._server is not None:
             raise FailedPrecondition(f"{self.name} already started")
+        if self.metrics is not None:
+            self.metrics.serve(port)  # first: a metrics port in use fails the start before gRPC binds
         limit = self.settings.max_message_bytes
         server = grpc.aio.server(
             interceptors=[self.interceptor],
@@ -89,8 +94,13 @@ class ServiceHost:
         host = host or self.settings.bind_host
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"  # an IPv6 literal
-        self.port = server.add_insecure_port(f"{host}:{port}")
-        await server.start()
+        try:
+            self.port = server.add_insecure_port(f"{host}:{port}")
+            await server.start()
+        except BaseException:
+            if self.metrics is not None:
+                self.metrics.close()
+            raise
         self._server = server
         log.info("%s listening on %s:%d (%s)", self.name, host, self.port, ", ".join(names) or "no services")
         return self.port
@@ -105,6 +115,8 @@ class ServiceHost:
         grace = self.settings.shutdown_grace_s if grace is None else grace
         log.info("%s draining (grace %.1fs)", self.name, grace)
         await self._server.stop(grace)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)  # waits out the HTTP server's poll, off the loop
         log.info("%s stopped", self.name)
 
     async def wait_for_termination(self) -> None:

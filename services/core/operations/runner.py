@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 
 from mlmesh.v1 import operations_pb2
 from services.core.errors import Cancelled, MLMeshError, Unavailable
+from services.core.observability.metrics_operations import OperationMetrics
 from services.core.operations.store import Operation, OperationStore
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,11 @@ class OperationRunner:
     """Runs operations of one service. Create it inside the running loop; `aclose()` on shutdown."""
 
     def __init__(
-        self, store: OperationStore, *, cancel_poll_s: float = 0.25, progress_interval_s: float = 0.1
+        self, store: OperationStore, *, cancel_poll_s: float = 0.25, progress_interval_s: float = 0.1,
+        metrics: OperationMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self._cancel_poll_s = cancel_poll_s
         self._progress_interval_s = progress_interval_s
         self._runs: dict[str, _Run] = {}
@@ -117,7 +120,7 @@ class OperationRunner:
             raise Unavailable("the service is shutting down")
         op = await self.store.create(kind, request, created_by)
         run = self._runs[op.id] = _Run()
-        run.supervisor = asyncio.create_task(self._supervise(op.id, work, run), name=f"operation-{op.id}")
+        run.supervisor = asyncio.create_task(self._supervise(op.id, work, run, kind), name=f"operation-{op.id}")
         run.supervisor.add_done_callback(lambda _task: self._runs.pop(op.id, None))
         return op
 
@@ -146,7 +149,7 @@ class OperationRunner:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _supervise(self, op_id: str, work: Work, run: _Run) -> None:
+    async def _supervise(self, op_id: str, work: Work, run: _Run, kind: str = "") -> None:
         try:
             op = await self.store.set_running(op_id)
             if op.state != RUNNING:  # cancelled while pending: nothing to run
@@ -155,6 +158,7 @@ class OperationRunner:
                 await self.store.fail(op_id, "ABORTED", SHUTDOWN_MESSAGE)
                 return
             reporter = ProgressReporter(self.store, op_id, min_interval_s=self._progress_interval_s)
+            began = asyncio.get_running_loop().time()
             with self.store.subscribe(op_id) as changed:
                 run.work = asyncio.create_task(_invoke(work, reporter), name=f"operation-work-{op_id}")
                 ticker = asyncio.create_task(self._tick(op_id, reporter, run, changed))
@@ -165,6 +169,9 @@ class OperationRunner:
                     changed.set()
                     await ticker
             await reporter.flush()
+            if self.metrics is not None:  # before the end is stored: a watcher that sees it finds it counted
+                outcome, result = _outcome_of(run.work, self._closing and not reporter.cancelled)
+                self.metrics.finished(kind, outcome, asyncio.get_running_loop().time() - began, result)
             await self._record_outcome(op_id, run.work, reporter)
         except asyncio.CancelledError:
             # Our own task was cancelled (loop shutdown or an aclose timeout): leave it to recovery.
@@ -216,3 +223,14 @@ class OperationRunner:
         else:
             log.error("operation %s failed", op_id, exc_info=(type(exc), exc, exc.__traceback__))
             await self.store.fail(op_id, "INTERNAL", "internal error")
+
+
+def _outcome_of(task: asyncio.Task[Any], aborted: bool) -> tuple[str, Message | None]:
+    """How the work ended as metrics name it (succeeded, failed, cancelled, aborted) and its result; the
+    same reading `_record_outcome` stores."""
+    if task.cancelled() or isinstance(task.exception(), (asyncio.CancelledError, Cancelled)):
+        return ("aborted" if aborted else "cancelled"), None
+    if task.exception() is not None:
+        return "failed", None
+    result = task.result()
+    return ("succeeded", result) if result is None or isinstance(result, Message) else ("failed", None)

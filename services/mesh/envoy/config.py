@@ -26,7 +26,13 @@ KSERVE_DIRECT_CLUSTER = "kserve-direct"
 REGISTRY_ANSWERS = ("mlmesh.v1.Operations", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
                     "grpc.reflection.v1alpha.ServerReflection")
 TRANSCODED_PACKAGE = "mlmesh.v1."                        # the services that carry google.api.http bindings
-HTTP_PREFIXES = {"services.mcp_gateway": ("/mcp/", "/.well-known/oauth-protected-resource/")}
+HTTP_PREFIXES = {"services.mcp_gateway": ("/mcp/", "/.well-known/oauth-protected-resource/"),
+                 "services.console": ("/console/",)}
+SERVING = "serving"
+# A call carrying this header goes to the one serving replica it names ("serving@host:port", as each replica
+# names itself in ServingSession.replica): sessions live on one replica, so the console watches, halts and
+# resumes each replica's sessions there instead of wherever round-robin lands.
+REPLICA_HEADER = "x-mlmesh-replica"
 _T = "type.googleapis.com/envoy."
 
 
@@ -134,6 +140,25 @@ def _grpc_route(prefix: str, cluster: str, idle_s: float) -> dict:
         "max_stream_duration": {"grpc_timeout_header_max": "0s"}}}
 
 
+def replica_cluster(index: int) -> str:
+    return f"{SERVING}-{index}"
+
+
+def _replica_routes(topology: Topology, idle_s: float) -> list[dict]:
+    """Header-pinned routes to each serving replica (only when there is more than one), before the balanced ones."""
+    endpoint = topology.services.get(SERVING)
+    if endpoint is None or endpoint.replicas < 2:
+        return []
+    routes = []
+    for index, port in enumerate(replica_ports(endpoint)):
+        for service in endpoint.grpc_services:
+            route = _grpc_route(f"/{service}/", replica_cluster(index), idle_s)
+            route["match"]["headers"] = [{"name": REPLICA_HEADER, "string_match": {
+                "exact": f"{SERVING}@{endpoint.host}:{port}"}}]
+            routes.append(route)
+    return routes
+
+
 def _routes(topology: Topology, options: EnvoyOptions) -> tuple[list[dict], list[str]]:
     """Routes, and the mlmesh.v1 services they reach (the ones to transcode)."""
     owner: dict[str, str] = {}
@@ -145,14 +170,17 @@ def _routes(topology: Topology, options: EnvoyOptions) -> tuple[list[dict], list
             owner.setdefault(service, REGISTRY)
     if options.kserve_direct and KSERVE in owner:
         owner[KSERVE] = KSERVE_DIRECT_CLUSTER
-    routes = [_grpc_route(f"/{service}/", cluster, options.stream_idle_timeout_s)
-              for service, cluster in owner.items()]
+    routes = _replica_routes(topology, options.stream_idle_timeout_s)
+    routes += [_grpc_route(f"/{service}/", cluster, options.stream_idle_timeout_s)
+               for service, cluster in owner.items()]
     for endpoint in topology.services.values():
         if endpoint.protocol == "http":
             # MCP answers tool calls that follow a pull or compile as an SSE stream: no route timeout either.
             routes += [{"match": {"prefix": p}, "route": {
                 "cluster": endpoint.name, "timeout": "0s", "idle_timeout": _duration(options.stream_idle_timeout_s)}}
                 for p in HTTP_PREFIXES.get(endpoint.module, ())]
+            if endpoint.module == "services.console":   # the bare path too: a person types /console
+                routes.append({"match": {"path": "/console"}, "redirect": {"path_redirect": "/console/"}})
     return routes, sorted(s for s in owner if s.startswith(TRANSCODED_PACKAGE))
 
 
@@ -165,6 +193,10 @@ def _clusters(topology: Topology, options: EnvoyOptions) -> list[dict]:
                   {"http_health_check": {"path": endpoint.health, "host": endpoint.address}})
         clusters.append(_cluster(endpoint.name, endpoint.host, replica_ports(endpoint), grpc=grpc,
                                  health=health, interval_s=options.health_interval_s))
+        if endpoint.name == SERVING and endpoint.replicas > 1:   # one more cluster per replica, for REPLICA_HEADER
+            clusters += [_cluster(replica_cluster(i), endpoint.host, [port], grpc=grpc, health=health,
+                                  interval_s=options.health_interval_s)
+                         for i, port in enumerate(replica_ports(endpoint))]
     if options.kserve_direct:
         host, _, port = options.kserve_direct.rpartition(":")
         if not host or not port.isdigit():
@@ -187,6 +219,8 @@ def render_envoy_config(topology: Topology, options: EnvoyOptions | None = None,
             "@type": _T + "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
             "proto_descriptor": str(descriptor_set),
             "services": transcoded,
+            # A server stream (Watch*) comes as one JSON array whose elements are sent as each message
+            # arrives; the console reads it incrementally, object by object (console/src/api/stream.ts).
             "print_options": {"add_whitespace": True, "always_print_primitive_fields": True},
             # A gRPC error becomes its HTTP status with a google.rpc.Status JSON body (code, message).
             "convert_grpc_status": True,

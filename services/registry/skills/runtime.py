@@ -25,6 +25,7 @@ from functools import partial
 from typing import Any
 
 from google.protobuf.message import Message
+from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core.canonical import find_non_finite
@@ -32,6 +33,7 @@ from services.core.clients.serving import ServingClient
 from services.core.db.schema import ml_skill_runs
 from services.core.errors import Cancelled, FailedPrecondition, MLMeshError, NotFound
 from services.core.lineage import LineageBus, LineageEvent, artifact_entity, skill_entity
+from services.core.observability.tracing import mark_failed, maybe_span, recording_tracer
 from services.core.operations.runner import OperationRunner, ProgressReporter
 from services.core.operations.store import STATE_ENUM, Operation
 from services.registry.artifacts import ArtifactCatalog
@@ -85,8 +87,9 @@ class _StepFailed(Exception):
 class MLSkillRuntime:
     def __init__(self, *, skills: SkillCatalog, artifacts: ArtifactCatalog, ledger: RunLedger,
                  runner: OperationRunner, serving: ServingLink, bus: LineageBus,
-                 as_result: Callable[[SkillRunRecord], Message]) -> None:
+                 as_result: Callable[[SkillRunRecord], Message], tracer: Tracer | None = None) -> None:
         self.serving = serving
+        self._tracer = tracer or recording_tracer("mlmesh.registry.skills")   # None: spans go nowhere
         self._skills = skills
         self._artifacts = artifacts
         self._ledger = ledger
@@ -149,6 +152,12 @@ class MLSkillRuntime:
         return resolved
 
     async def _execute(self, plan: _Plan, reporter: ProgressReporter) -> Message:
+        # The operation's task was made inside the RunSkill call, so this span is a child of that call's.
+        with maybe_span(self._tracer, "skill.run", {"mlmesh.skill": f"{plan.version.name}@{plan.version.version}",
+                                                    "mlmesh.skill_run.id": plan.run.id}):
+            return await self._run_levels(plan, reporter)
+
+    async def _run_levels(self, plan: _Plan, reporter: ProgressReporter) -> Message:
         state = _State(RunValues(dict(plan.inputs)), total=len(plan.spec.steps))
         try:
             for level in plan.spec.dependency_levels():
@@ -182,6 +191,15 @@ class MLSkillRuntime:
             raise
 
     async def _step(self, plan: _Plan, step: SkillStep, state: _State, reporter: ProgressReporter) -> dict[str, Any]:
+        with maybe_span(self._tracer, "skill.step", {"mlmesh.skill.step": step.id,
+                                                     "mlmesh.skill.interface": step.interface}) as span:
+            record = await self._run_step(plan, step, state, reporter)
+            if record["error"]:
+                mark_failed(span, "the step failed")
+            return record
+
+    async def _run_step(self, plan: _Plan, step: SkillStep, state: _State, reporter: ProgressReporter
+                        ) -> dict[str, Any]:
         started = time.monotonic()
         record = {"step_id": step.id, "interface": step.interface, "model": "", "resolved_model": "", "output": {},
                   "started_ms": (started - plan.origin) * 1000, "duration_ms": 0.0, "error": ""}

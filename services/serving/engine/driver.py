@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import numpy as np
+from opentelemetry.trace import Tracer
 
 from services.core.errors import DeadlineExceeded, InvalidArgument, MLMeshError, Unavailable
 from services.serving.engine.config import BatchingConfig
@@ -20,6 +21,7 @@ from services.serving.engine.executor import Executor
 from services.serving.engine.request import DONE, RUNNING, WAITING, Completion, Request
 from services.serving.engine.scheduler import Scheduler
 from services.serving.engine.stats import EngineStats
+from services.serving.engine.tracing import BatchSpans, current_span_context
 
 log = logging.getLogger("mlmesh.serving")
 
@@ -32,9 +34,14 @@ def copy_error(error: MLMeshError) -> MLMeshError:
 
 
 class LoopDriver(ABC):
+    batch_span_name = "serving.batch"
+
     def __init__(self, executor: Executor, config: BatchingConfig, *, stats: EngineStats | None = None,
-                 on_outcome: OutcomeListener | None = None) -> None:
+                 on_outcome: OutcomeListener | None = None, tracer: Tracer | None = None) -> None:
         self.executor = executor
+        # None unless this process records traces (or a test injects a tracer): then nothing is captured
+        self._batch_spans = (BatchSpans(tracer, self.batch_span_name, type(executor).__name__) if tracer is not None
+                             else BatchSpans.of_process(self.batch_span_name, type(executor).__name__))
         self.config = config
         self.stats = stats or EngineStats()
         self.scheduler = Scheduler(config.max_queue_size, self._expire)
@@ -89,6 +96,8 @@ class LoopDriver(ABC):
         now = self._clock()
         request = Request(inputs, rows, steps, priority, None if timeout_s is None else now + timeout_s,
                           loop.create_future(), now)
+        if self._batch_spans is not None:
+            request.span_context = current_span_context()   # the caller's span (the RPC's server span)
         try:
             self.scheduler.add(request)
         except MLMeshError:
@@ -149,6 +158,9 @@ class LoopDriver(ABC):
             self._fail(request, copy_error(error) if isinstance(error, MLMeshError) else error)
 
     def _outcome(self, ok: bool) -> None:
+        """Called after every executor call, while the batch is still `scheduler.running`."""
+        if self._batch_spans is not None:
+            self._batch_spans.record(self.scheduler.running, self._batch_started(), self._clock(), ok)
         if self._on_outcome is not None:
             self._on_outcome(ok)
 
@@ -157,6 +169,11 @@ class LoopDriver(ABC):
         self._wake.clear()
         if not self.scheduler.waiting:
             await self._wake.wait()
+
+    def _batch_started(self) -> float:
+        """When the running batch reached the executor (a request-level batch: its requests' `started`)."""
+        running = self.scheduler.running
+        return running[0].started if running else self._clock()
 
     async def _guarded_run(self) -> None:
         try:

@@ -17,6 +17,7 @@ from services.core.errors import DeadlineExceeded, MLMeshError
 from services.serving.engine.batch import assemble, check_outputs, split
 from services.serving.engine.driver import LoopDriver, copy_error
 from services.serving.engine.request import Completion, Request
+from services.serving.engine.tracing import current_span_context
 
 
 class EngineLoop(LoopDriver):
@@ -55,13 +56,22 @@ class EngineLoop(LoopDriver):
             finished = self._clock()
             stats.requests_failed += 1
             stats.record_batch(rows, finished - started, finished)
+            self._span_alone(inputs, rows, started, finished, False)
             self._outcome(False)
             raise copy_error(exc) if isinstance(exc, MLMeshError) else exc
         finished = self._clock()
         compute = finished - started
         stats.record_batch(rows, compute, finished, [compute])
+        self._span_alone(inputs, rows, started, finished, True)
         self._outcome(True)
         return Completion(outputs, rows, 0.0, compute)
+
+    def _span_alone(self, inputs, rows: int, started: float, finished: float, ok: bool) -> None:
+        """The batch span of a request that ran at once (the queued path records its batch in _outcome)."""
+        if self._batch_spans is not None:
+            request = Request(inputs, rows, 1, 0, None, None, started)
+            request.span_context = current_span_context()
+            self._batch_spans.record((request,), started, finished, ok)
 
     async def _run(self) -> None:
         scheduler, config = self.scheduler, self.config

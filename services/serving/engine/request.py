@@ -15,7 +15,7 @@ class Request:
     """Inputs of one caller: arrays whose first dimension is `rows`, answered through `future`."""
 
     __slots__ = ("inputs", "rows", "steps", "priority", "deadline", "future", "enqueued", "state", "timer",
-                 "started", "batch_size", "out", "step")
+                 "started", "batch_size", "out", "step", "span_context")
 
     def __init__(self, inputs: dict[str, np.ndarray], rows: int, steps: int, priority: int,
                  deadline: float | None, future: asyncio.Future, enqueued: float) -> None:
@@ -32,6 +32,7 @@ class Request:
         self.batch_size = 0           # rows of the (first) batch it ran in
         self.out: Any = None          # sequence loops: the values produced so far
         self.step = 0
+        self.span_context = None      # the caller's span, when traces are recorded: batch spans link it
 
 
 @dataclass(slots=True)

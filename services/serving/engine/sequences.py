@@ -25,6 +25,9 @@ class SequenceLoop(LoopDriver):
     """Requests carry `inputs[input_key]` of shape (1, window) and `steps` = horizon; each gets back
     `{output_key: (horizon,)}`. The executor maps `{input_key: (n, window)}` to `{output_key: (n,)}`."""
 
+    batch_span_name = "serving.step"
+    _step_started = 0.0
+
     def __init__(self, executor: Executor, config: BatchingConfig, *, continuous: bool | None = None,
                  input_key: str = "window", output_key: str = "next", **kwargs) -> None:
         super().__init__(executor, config, **kwargs)
@@ -56,6 +59,9 @@ class SequenceLoop(LoopDriver):
                 continue
             await self._step()
 
+    def _batch_started(self) -> float:
+        return self._step_started   # a step's batch: its requests joined at earlier steps
+
     def _join(self, joined: list) -> None:
         if not joined:
             return
@@ -78,7 +84,7 @@ class SequenceLoop(LoopDriver):
 
     async def _step(self) -> None:
         running, windows, generation = self.scheduler.running, self._windows, self._generation
-        started = self._clock()
+        started = self._step_started = self._clock()
         try:
             outputs = await self.executor.execute({self.input_key: windows})
             predicted = np.asarray(outputs[self.output_key], dtype=np.float32).reshape(-1)

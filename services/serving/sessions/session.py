@@ -66,6 +66,11 @@ class Session:
         if self.state is SessionState.DEPLOYING:  # a halt during the deploy wins
             self._set(SessionState.READY)
 
+    @property
+    def halts(self) -> int:
+        """Times this session was halted since its deploy (metrics)."""
+        return self._halts
+
     def halt_now(self, reason: str = "", *, cancel_running: bool = False) -> bool:
         """The synchronous part of a halt; False when it was already halted."""
         if self.state is SessionState.UNDEPLOYED:
