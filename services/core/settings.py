@@ -56,6 +56,12 @@ class ServerSettings(BaseSettings):
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest gRPC message in or out.")
     shutdown_grace_s: float = Field(5.0, ge=0, description="How long in-flight calls may finish on SIGTERM.")
     log_level: str = Field("INFO", description="Python logging level.")
+    access_log: Literal["all", "control"] = Field(
+        "control",
+        description="Which calls get an access log line: all = every call; control = every call except the "
+        "successful ones of a service's high-rate methods (inference), which metrics and traces count instead. "
+        "Failed calls are always logged.",
+    )
 
 
 class AuthSettings(BaseSettings):

@@ -73,6 +73,8 @@ METHOD_SCOPES = {
         "LogSettings",
     )},
 }
+# The inference calls: successful ones get no access log line by default (ServerSettings.access_log).
+INFERENCE_METHODS = frozenset(m for m, scope in METHOD_SCOPES.items() if scope == policy.SERVING_INFER)
 
 
 class ServingSettings(BaseSettings):
@@ -213,7 +215,7 @@ async def build_serving(
             metrics.registry.register(SessionCollector(manager, LoopReader(asyncio.get_running_loop())))
             register_cache(metrics.registry, kit.cache)
         host = ServiceHost(SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE),
-                           METHOD_SCOPES, metrics=metrics)
+                           METHOD_SCOPES, metrics=metrics, quiet_methods=INFERENCE_METHODS)
         servicer, kserve = ServingServicer(manager, deployer, fanout=fanout), InferenceServicer(manager)
         host.add(lambda s: serving_pb2_grpc.add_ServingServicer_to_server(servicer, s), ["mlmesh.v1.Serving"])
         host.add(lambda s: service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(kserve, s), [KSERVE_SERVICE])

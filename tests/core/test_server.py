@@ -326,6 +326,31 @@ async def test_access_log_one_line_per_call(channel, token, caplog):
         assert "ms " in line and "peer=ipv4:127.0.0.1:" in line
 
 
+@pytest.mark.parametrize("access_log, logged_ok", [("control", False), ("all", True)])
+async def test_quiet_methods_log_only_their_failures_unless_access_log_is_all(key, issuer, caplog, access_log,
+                                                                              logged_ok):
+    verifier = TokenVerifier(key.public_key(), "mlmesh", "registry", leeway_s=5)
+    quiet = ServiceHost("test", ServerSettings(access_log=access_log), verifier, SCOPES,
+                        quiet_methods=[f"/{OPS}/GetOperation"])
+    quiet.add(lambda s: operations_pb2_grpc.add_OperationsServicer_to_server(FakeOperations(), s), [OPS])
+    await quiet.start("127.0.0.1", 0)
+    token = issuer.mint("svc", "registry", ["operations.read"])
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{quiet.port}") as channel:
+            stub = operations_pb2_grpc.OperationsStub(channel)
+            with caplog.at_level(logging.INFO, logger="mlmesh.access"):
+                await _get(channel, token, "ok", rid="q1")
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await _get(channel, token, "invalid", rid="q2")
+                await stub.ListOperations(operations_pb2.ListOperationsRequest(), metadata=_auth(token, "q3"))
+                await asyncio.sleep(0.05)
+    finally:
+        await quiet.stop(0)
+    rids = sorted(line.split("rid=")[1].split()[0] for line in
+                  (r.getMessage() for r in caplog.records if r.name == "mlmesh.access"))
+    assert rids == (["q1", "q2", "q3"] if logged_ok else ["q2", "q3"])
+
+
 async def test_deadline_logged_not_treated_as_a_bug(channel, token, caplog):
     with caplog.at_level(logging.INFO):
         with pytest.raises(grpc.aio.AioRpcError) as info:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -43,12 +43,16 @@ class ServiceHost:
         verifier: TokenVerifier | None,
         method_scopes: Mapping[str, str] | None = None,
         metrics: ServiceMetrics | None = None,
+        quiet_methods: Iterable[str] = (),
     ) -> None:
+        """`quiet_methods`: high-rate methods whose successful calls get no access log line unless the
+        settings' access_log is "all"."""
         self.name = name
         self.settings = server_settings
         self.metrics = metrics  # None: metrics off; else /metrics starts and stops with the host
         self.interceptor = MeshInterceptor(verifier, method_scopes,
-                                           rpc_metrics=metrics.rpc if metrics is not None else None)
+                                           rpc_metrics=metrics.rpc if metrics is not None else None,
+                                           quiet_methods=quiet_methods if server_settings.access_log == "control" else ())
         self._registrations: list[tuple[Callable[[grpc.aio.Server], None], list[str]]] = []
         self._server: grpc.aio.Server | None = None
         self.health: health.aio.HealthServicer | None = None
