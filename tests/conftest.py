@@ -61,3 +61,22 @@ async def engine(database_url):
     await upgrade_to_head(engine)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+def exporter():
+    """Spans finished under `tracer`, kept in memory for the test to read."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def tracer(exporter):
+    """A recording tracer of its own (not the process's), exporting to `exporter` as each span ends."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider.get_tracer("test")

@@ -6,9 +6,6 @@ from __future__ import annotations
 import grpc
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from mlmesh.v1 import operations_pb2, operations_pb2_grpc
@@ -45,18 +42,6 @@ class Back(operations_pb2_grpc.OperationsServicer):
     async def GetOperation(self, request, context):
         self.seen.append(trace.get_current_span().get_span_context())
         return operations_pb2.Operation(id=request.id)
-
-
-@pytest.fixture
-def exporter():
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def tracer(exporter):
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider.get_tracer("test")
 
 
 @pytest.fixture

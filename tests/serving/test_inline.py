@@ -164,20 +164,14 @@ def test_modules_other_than_the_mlp_keep_the_torch_runtime():
     assert isinstance(runtime_for_module(lstm), TorchRuntime)
 
 
-async def test_a_request_run_at_once_still_gets_its_batch_span():
+async def test_a_request_run_at_once_still_gets_its_batch_span(tracer, exporter):
     from opentelemetry import context as otel_context
     from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
     executor = InProcessExecutor(lambda b: {"y": b["x"]}, inline_below_s=LIMIT_S)
     await warmed(executor)
-    loop = EngineLoop(executor, BatchingConfig(max_batch_size=4), tracer=provider.get_tracer("test"))
+    loop = EngineLoop(executor, BatchingConfig(max_batch_size=4), tracer=tracer)
     await loop.start()
     caller = SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
     token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(caller)))
