@@ -47,5 +47,8 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(serve_http(gateway, bind_host=args.host or endpoint.host,
                                    port=endpoint.port if args.port is None else args.port,
                                    log_level=server.log_level))
+    except MLMeshError as exc:  # e.g. the metrics port is taken: say which setting, not a traceback
+        print(f"mlmesh-ml-mcp: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

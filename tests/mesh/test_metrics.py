@@ -185,3 +185,19 @@ def test_the_gateway_process_serves_metrics_on_its_topology_port(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_a_gateway_whose_metrics_port_is_taken_exits_naming_the_setting(tmp_path):
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        topology = write_topology(tmp_path / "topology.yaml", {"mlmesh-ml-mcp": {
+            "module": "services.mcp_gateway", "host": "127.0.0.1", "port": port, "protocol": "http",
+            "health": "/healthz", "metrics_port": taken.getsockname()[1]}})
+        env = {**os.environ, "MLMESH_HOME": str(tmp_path / "home"), "MLMESH_TOPOLOGY_FILE": str(topology)}
+        done = subprocess.run([sys.executable, "-m", "services.mcp_gateway"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "mlmesh-ml-mcp: metrics_port: " in done.stderr and "cannot serve metrics" in done.stderr
+    assert "Traceback" not in done.stderr
