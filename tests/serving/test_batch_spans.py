@@ -83,6 +83,20 @@ async def test_forecaster_steps_are_spans_linked_to_the_sequences_in_them(tracer
     assert all(ids and set(ids) <= {caller(1).span_id, caller(2).span_id} for ids in linked)
 
 
+async def test_a_failed_forecaster_step_is_an_error_span(tracer, exporter):
+    def broken(batch):
+        raise RuntimeError("model bug")
+
+    loop = SequenceLoop(GatedExecutor(broken), BatchingConfig(max_batch_size=4), tracer=tracer)
+    await loop.start()
+    with pytest.raises(RuntimeError):
+        await infer_as(loop, caller(9), {"window": np.ones((1, WINDOW), np.float32)}, steps=3)
+    await loop.close()
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "serving.step" and span.status.status_code == StatusCode.ERROR
+    assert [link.context for link in span.links] == [caller(9)]
+
+
 async def test_without_a_recording_tracer_nothing_is_captured(exporter):
     executor = GatedExecutor()
     loop = EngineLoop(executor, BatchingConfig(max_batch_size=4))   # this test process records no traces

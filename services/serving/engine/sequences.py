@@ -94,11 +94,11 @@ class SequenceLoop(LoopDriver):
             raise
         except Exception as exc:
             finished = self._clock()
+            self._outcome(False)  # while the step's sequences are still running: its span links them
             if generation == self._generation:
                 self._fail_running(exc)
                 self._drop_running()
             self.stats.record_batch(len(running), finished - started, finished)
-            self._outcome(False)
             return
         finished = self._clock()
         self._outcome(True)
