@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from services.core.auth.principal import Principal
 from services.core.errors import Unauthenticated
+from services.core.grpc.interceptor import request_id_bound
 from services.mcp_gateway.audit import AuditTrail, argument_hash
 from services.mcp_gateway.auth import AgentTokenVerifier
 from services.mcp_gateway.backends import Backends
@@ -81,8 +82,13 @@ class ToolServer:
         spec = self._by_name.get(params.name)
         if spec is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+        rid = uuid.uuid4().hex
+        with request_id_bound(rid):  # the call's log lines name its request id, as the backends' access logs do
+            return await self._run_tool(ctx, params, spec, rid)
+
+    async def _run_tool(self, ctx, params: types.CallToolRequestParams, spec, rid: str) -> types.CallToolResult:
         arguments = params.arguments or {}
-        start, rid, subject, outcome = time.perf_counter(), uuid.uuid4().hex, "-", "INTERNAL"
+        start, subject, outcome = time.perf_counter(), "-", "INTERNAL"
         try:
             principal = self._principal(ctx)
             subject = principal.subject

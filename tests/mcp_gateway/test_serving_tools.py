@@ -4,10 +4,13 @@ halt_all; the other four interfaces; field errors named; the gateway's identity 
 
 from __future__ import annotations
 
+import logging
+
 import mcp_types as types
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.requests import Request
 
+from services.core.grpc.interceptor import current_request_id
 from services.mcp_gateway.auth import access_token
 from services.mcp_gateway.server import PRINCIPAL_KEY
 from tests.mcp_gateway.conftest import AGENT, mcp_http
@@ -116,3 +119,20 @@ async def test_a_missing_scope_never_reaches_serving_even_without_the_http_gate(
         name="data.ml.halt_all", arguments={"reason": "x"}))
     assert result.is_error and result.content[0].text.startswith("PERMISSION_DENIED")
     assert serving.calls == []   # nothing reached the backend
+
+
+async def test_a_tool_calls_log_lines_name_the_request_id_its_backend_call_carried(http_app, agent_token, serving,
+                                                                                   caplog):
+    seen: list[str | None] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(current_request_id())   # what a JSON log line would name
+    logging.getLogger("mlmesh.audit").addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="mlmesh.audit"):
+            async with mcp_http(http_app, agent_token(["serving.deploy"])) as client:
+                await client.call_tool("data.ml.serve", {"model": "m", "interface": "predictor", "session_id": "q"})
+    finally:
+        logging.getLogger("mlmesh.audit").removeHandler(handler)
+    (deploy,) = serving.calls
+    assert seen == [deploy.metadata["x-request-id"]]
+    assert current_request_id() is None   # bound for the call only

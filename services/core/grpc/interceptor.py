@@ -38,6 +38,16 @@ def current_request_id() -> str | None:
     return _REQUEST_ID.get()
 
 
+@contextlib.contextmanager
+def request_id_bound(request_id: str):
+    """Makes `request_id` the current one for work that is not a gRPC call (the gateway's tool calls)."""
+    token = _REQUEST_ID.set(request_id)
+    try:
+        yield request_id
+    finally:
+        _REQUEST_ID.reset(token)
+
+
 def _clean_request_id(value: str | None) -> str:
     # A caller's id goes into logs verbatim: accept only short, printable, space-free ids.
     if value and len(value) <= 128 and value.isprintable() and " " not in value:
