@@ -139,10 +139,7 @@ class _Gate:
                 code = None  # the log reads the status that was sent
                 await self._fail(exc, context, rid)
             finally:
-                _reset(tokens)
-                self._log(start, code, principal, rid, context)
-                if traced is not None:  # after the access log, so its line carries the trace id
-                    self.tracing.end(traced, code or _sent_code(context))
+                self._finish(start, code, principal, rid, context, tokens, traced)
 
         return handle
 
@@ -169,12 +166,15 @@ class _Gate:
                 code = None  # the log reads the status that was sent
                 await self._fail(exc, context, rid)
             finally:
-                _reset(tokens)
-                self._log(start, code, principal, rid, context)
-                if traced is not None:  # after the access log, so its line carries the trace id
-                    self.tracing.end(traced, code or _sent_code(context))
+                self._finish(start, code, principal, rid, context, tokens, traced)
 
         return handle
+
+    def _finish(self, start: float, code, principal: Principal | None, rid: str, context, tokens, traced) -> None:
+        _reset(tokens)
+        self._log(start, code, principal, rid, context)
+        if traced is not None:  # after the access log, so its line carries the trace id
+            self.tracing.end(traced, code or _sent_code(context))
 
     def _authenticate(self, auth: str | None) -> Principal | None:
         """The verified caller; raises when the call may not proceed."""
