@@ -184,3 +184,42 @@ async def test_a_request_run_at_once_still_gets_its_batch_span(tracer, exporter)
     assert span.name == "serving.batch" and span.parent.span_id == 0xDEF
     assert [link.context.span_id for link in span.links] == [0xDEF] and span.attributes["mlmesh.batch.rows"] == 2
     await loop.close()
+
+
+async def inline_sequences(**config):
+    from services.serving.engine import SequenceLoop
+
+    def step(batch):
+        w = batch["window"]
+        return {"next": (w.mean(axis=1) + 0.01).astype(np.float32)}
+
+    executor = InProcessExecutor(step, inline_below_s=LIMIT_S)
+    for _ in range(InProcessExecutor._WARMUP_BATCHES):
+        await executor.execute({"window": np.zeros((1, 4), np.float32)})
+    assert executor.inline
+    loop = SequenceLoop(executor, BatchingConfig(**{"max_batch_size": 8, "iteration_level": True, **config}))
+    await loop.start()
+    return loop
+
+
+async def test_an_inline_forecaster_still_lets_newcomers_join_at_step_boundaries():
+    loop = await inline_sequences()
+    window = np.zeros((1, 4), np.float32)
+    long = asyncio.create_task(loop.infer({"window": window}, 1, steps=2000))
+    await asyncio.sleep(0.01)         # the long sequence is stepping
+    short = await loop.infer({"window": window}, 1, steps=2)
+    assert not long.done()            # it joined the running batch, not after the 2000 steps
+    assert short.batch_size == 2
+    assert len((await long).outputs["next"]) == 2000
+    await loop.close()
+
+
+async def test_a_halt_reaches_an_inline_forecaster_between_steps():
+    loop = await inline_sequences()
+    long = asyncio.create_task(loop.infer({"window": np.zeros((1, 4), np.float32)}, 1, steps=100000))
+    await asyncio.sleep(0.01)
+    loop.halt(Unavailable("halted: test"))
+    with pytest.raises(Unavailable, match="halted"):
+        await long
+    assert loop.stats.snapshot(0, 0).batch_size_counts.get(1, 0) < 100000   # stopped part-way
+    await loop.close()

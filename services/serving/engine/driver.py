@@ -164,6 +164,13 @@ class LoopDriver(ABC):
         if self._on_outcome is not None:
             self._on_outcome(ok)
 
+    async def _yield_if_inline(self) -> None:
+        """After a batch that ran on the event loop (an inline executor never suspends): let the loop read
+        new calls, halts and cancellations before the next batch or step, or a long forecast would hold
+        the loop for all its steps."""
+        if getattr(self.executor, "inline", False):
+            await asyncio.sleep(0)
+
     async def _idle(self) -> None:
         """Sleeps until something is queued."""
         self._wake.clear()

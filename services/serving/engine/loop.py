@@ -84,6 +84,7 @@ class EngineLoop(LoopDriver):
             batch = scheduler.take(config.max_batch_size, self._clock())
             if batch:
                 await self._execute(batch)
+                await self._yield_if_inline()
 
     async def _wait_for_fill(self, delay_s: float) -> None:
         filled = self._filled

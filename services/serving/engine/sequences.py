@@ -58,6 +58,7 @@ class SequenceLoop(LoopDriver):
                 await self._idle()
                 continue
             await self._step()
+            await self._yield_if_inline()
 
     def _batch_started(self) -> float:
         return self._step_started   # a step's batch: its requests joined at earlier steps
