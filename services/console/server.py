@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from services.console.app import build_app
 from services.console.settings import SERVICE, ConsoleSettings
+from services.core.asgi import DrainingServer
 from services.core.errors import MLMeshError
 from services.core.grpc.server import configure_logging
 from services.core.settings import MeshSettings, ServerSettings
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=None, help="port (default: the topology's)")
     args = parser.parse_args(argv)
     server = ServerSettings()
-    configure_logging(server.log_level)
+    configure_logging(server.log_level, service=SERVICE)
     try:
         topology = load_topology(MeshSettings().topology_file)
         endpoint = topology.get(SERVICE)
@@ -42,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"console: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     app = build_app(settings.dist_dir, serving_replicas=serving_replicas(topology), replica_header=REPLICA_HEADER)
-    # uvicorn drains and exits 0 on SIGINT/SIGTERM.
-    uvicorn.run(app, host=args.host or endpoint.host, port=endpoint.port if args.port is None else args.port,
-                access_log=False, log_level=server.log_level.lower(), timeout_graceful_shutdown=5)
+    # Drains and exits 0 on SIGINT/SIGTERM; log_config=None: uvicorn's records go through the process's
+    # handler (JSON, redacted), not uvicorn's own.
+    DrainingServer(uvicorn.Config(app, host=args.host or endpoint.host,
+                                  port=endpoint.port if args.port is None else args.port, access_log=False,
+                                  log_config=None, log_level=server.log_level.lower(),
+                                  timeout_graceful_shutdown=5)).run()

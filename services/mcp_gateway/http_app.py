@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from services.core.asgi import DrainingServer
 from services.mcp_gateway.app import Gateway
 from services.mcp_gateway.gate import AuthGate
 from services.mcp_gateway.settings import metadata_url, origin_of, resource_path
@@ -81,7 +82,7 @@ async def serve_http(gateway: Gateway, *, bind_host: str, port: int, sock: socke
     # log_config=None: uvicorn's records go to the process's handler (JSON, redacted), not uvicorn's own.
     config = uvicorn.Config(app, host=bind_host, port=port, lifespan="on", access_log=False, log_config=None,
                             log_level=log_level.lower(), timeout_graceful_shutdown=10)
-    server = uvicorn.Server(config)
+    server = DrainingServer(config)   # drains, then exits 0 (uvicorn alone would die of the signal)
     try:
         if gateway.metrics is not None:
             gateway.metrics.serve(port)   # the topology's metrics_port when `port` is the gateway's own
