@@ -5,44 +5,19 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc
 import pytest
 
-from mlmesh.v1 import common_pb2, compiler_pb2, compiler_pb2_grpc, operations_pb2, operations_pb2_grpc
-from mlmesh.v1 import registry_pb2_grpc
-from services.compiler.server import build_compiler
-from services.core.auth.policy import ALL_SCOPES
-from services.core.auth.tokens import TokenIssuer
-from services.core.settings import AuthSettings, MeshSettings, ObservabilitySettings, ServerSettings
-from services.registry.server import build_registry
-from tests.compiler.test_service import Mesh, saved_model
+from mlmesh.v1 import common_pb2, compiler_pb2, operations_pb2
+from services.core.settings import ObservabilitySettings
+from tests.compiler.test_service import running_mesh, saved_model
 from tests.scrape import scrape
 
 
 @pytest.fixture
 async def metered(tmp_path):
     """(the test_service Mesh, the compiler app) with the compiler's /metrics on a free port."""
-    settings = MeshSettings(home=tmp_path / "home")
-    registry = await build_registry(settings, ServerSettings(), AuthSettings())
-    registry_port = await registry.start("127.0.0.1", 0)
-    compiler = await build_compiler(settings, ServerSettings(), AuthSettings(),
-                                    registry_address=f"127.0.0.1:{registry_port}", cancel_poll_s=0.05,
-                                    observability=ObservabilitySettings(metrics_port=0))
-    compiler_port = await compiler.start("127.0.0.1", 0)
-    issuer = TokenIssuer.from_settings(settings, AuthSettings())
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{compiler_port}")
-    registry_channel = grpc.aio.insecure_channel(f"127.0.0.1:{registry_port}")
-    try:
-        yield Mesh(settings, compiler_pb2_grpc.CompilerStub(channel), operations_pb2_grpc.OperationsStub(channel),
-                   registry_pb2_grpc.RegistryStub(registry_channel),
-                   (("authorization", f"Bearer {issuer.mint('test-operator', 'compiler', ALL_SCOPES)}"),),
-                   (("authorization", f"Bearer {issuer.mint('test-operator', 'registry', ALL_SCOPES)}"),),
-                   tmp_path / "save-cache"), compiler
-    finally:
-        await channel.close()
-        await registry_channel.close()
-        await compiler.stop(0)
-        await registry.stop(0)
+    async with running_mesh(tmp_path, ObservabilitySettings(metrics_port=0)) as running:
+        yield running
 
 
 async def test_a_compile_records_its_duration_and_the_compiled_bytes(metered):

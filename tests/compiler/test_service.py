@@ -5,6 +5,7 @@ lineage, and laid out as a valid Triton entry. Bad requests get their status and
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from services.core.auth.principal import Principal, reset_principal, set_princip
 from services.core.auth.tokens import TokenIssuer
 from services.core.grpc.interceptor import ERROR_FIELD_KEY
 from services.core.lineage import LineageBus
-from services.core.settings import ArtifactSettings, AuthSettings, MeshSettings, ServerSettings
+from services.core.settings import ArtifactSettings, AuthSettings, MeshSettings, ObservabilitySettings, ServerSettings
 from services.registry.server import build_registry
 from tests.compiler.conftest import STATS, DataDependent, make_model
 
@@ -80,13 +81,15 @@ class Mesh:
         return list(response.compiled)
 
 
-@pytest.fixture
-async def mesh(tmp_path):
+@contextlib.asynccontextmanager
+async def running_mesh(tmp_path, observability: ObservabilitySettings | None = None):
+    """(Mesh, the compiler app): a registry and a compiler on free ports, stubs with operator tokens."""
     settings = MeshSettings(home=tmp_path / "home")
     registry = await build_registry(settings, ServerSettings(), AuthSettings())
     registry_port = await registry.start("127.0.0.1", 0)
     compiler = await build_compiler(settings, ServerSettings(), AuthSettings(),
-                                    registry_address=f"127.0.0.1:{registry_port}", cancel_poll_s=0.05)
+                                    registry_address=f"127.0.0.1:{registry_port}", cancel_poll_s=0.05,
+                                    observability=observability)
     compiler_port = await compiler.start("127.0.0.1", 0)
     issuer = TokenIssuer.from_settings(settings, AuthSettings())
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{compiler_port}")
@@ -98,12 +101,18 @@ async def mesh(tmp_path):
             (("authorization", f"Bearer {issuer.mint('test-operator', 'compiler', ALL_SCOPES)}"),),
             (("authorization", f"Bearer {issuer.mint('test-operator', 'registry', ALL_SCOPES)}"),),
             tmp_path / "save-cache",
-        )
+        ), compiler
     finally:
         await channel.close()
         await registry_channel.close()
         await compiler.stop(0)
         await registry.stop(0)
+
+
+@pytest.fixture
+async def mesh(tmp_path):
+    async with running_mesh(tmp_path) as (running, _compiler):
+        yield running
 
 
 async def saved_model(mesh: Mesh, name: str):

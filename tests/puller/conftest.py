@@ -117,12 +117,18 @@ async def registry(mesh_settings):
 
 
 @pytest.fixture
-async def puller(mesh_settings, registry, hub, mirror, service_env):
+def puller_observability():
+    """The puller's ObservabilitySettings; None (the defaults) unless a test module overrides this fixture."""
+    return None
+
+
+@pytest.fixture
+async def puller(mesh_settings, registry, hub, mirror, service_env, puller_observability):
     app = await build_puller(
         mesh_settings, ServerSettings(), AuthSettings(),
         puller=PullerSettings(hf_endpoint=hub.url, torchhub_mirror_url=mirror.url),
         credentials=CredentialResolver(mesh_settings.home / "credentials", environ=service_env),
-        registry_address=registry.address, cancel_poll_s=0.05,
+        registry_address=registry.address, cancel_poll_s=0.05, observability=puller_observability,
     )
     app.address = f"127.0.0.1:{await app.start('127.0.0.1', 0)}"
     yield app

@@ -8,9 +8,7 @@ import asyncio
 import pytest
 
 from mlmesh.v1 import common_pb2, operations_pb2
-from services.core.settings import AuthSettings, ObservabilitySettings, PullerSettings, ServerSettings
-from services.puller.credentials import CredentialResolver
-from services.puller.server import build_puller
+from services.core.settings import ObservabilitySettings
 from tests.puller.conftest import safetensors_bytes
 from tests.scrape import scrape
 
@@ -18,17 +16,9 @@ DURATION = "mlmesh_operation_duration_seconds"
 
 
 @pytest.fixture
-async def puller(mesh_settings, registry, hub, mirror, service_env):
+def puller_observability():
     """The conftest's puller, with /metrics on a free port."""
-    app = await build_puller(
-        mesh_settings, ServerSettings(), AuthSettings(),
-        puller=PullerSettings(hf_endpoint=hub.url, torchhub_mirror_url=mirror.url),
-        credentials=CredentialResolver(mesh_settings.home / "credentials", environ=service_env),
-        registry_address=registry.address, cancel_poll_s=0.05, observability=ObservabilitySettings(metrics_port=0),
-    )
-    app.address = f"127.0.0.1:{await app.start('127.0.0.1', 0)}"
-    yield app
-    await app.stop(0)
+    return ObservabilitySettings(metrics_port=0)
 
 
 async def test_pulls_record_their_duration_and_bytes(stubs, hub, puller):
