@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from typing import Any
 
 import anyio
@@ -22,7 +21,7 @@ from pydantic import ValidationError
 
 from services.core.auth.principal import Principal
 from services.core.errors import Unauthenticated
-from services.core.grpc.interceptor import request_id_bound
+from services.core.grpc.interceptor import new_request_id, request_id_bound
 from services.mcp_gateway.audit import AuditTrail, argument_hash
 from services.mcp_gateway.auth import AgentTokenVerifier
 from services.mcp_gateway.backends import Backends
@@ -82,7 +81,7 @@ class ToolServer:
         spec = self._by_name.get(params.name)
         if spec is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
-        rid = uuid.uuid4().hex
+        rid = new_request_id()
         with request_id_bound(rid):  # the call's log lines name its request id, as the backends' access logs do
             return await self._run_tool(ctx, params, spec, rid)
 

@@ -35,15 +35,11 @@ class ServerTracing:
     def of_process(cls) -> ServerTracing:
         return cls(recording_tracer("mlmesh.grpc"), enabled=propagation_enabled())
 
-    def begin(self, method: str, context) -> tuple | None:
+    def begin(self, method: str, carrier: dict[str, str] | None) -> tuple | None:
+        """`carrier`: the call's `traceparent` / `tracestate` metadata, None when it had neither (the
+        interceptor collects them in its one pass over the metadata)."""
         if not self._enabled:
             return None
-        carrier = None
-        for key, value in context.invocation_metadata() or ():
-            if key == TRACEPARENT or key == TRACESTATE:
-                if carrier is None:
-                    carrier = {}
-                carrier[key] = value
         tracer = self._tracer
         if tracer is None:
             return None if carrier is None else _attached(None, propagate.extract(carrier))
