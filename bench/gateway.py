@@ -3,11 +3,14 @@
 Real processes, as `mlmesh up` runs them, on free loopback ports of a temporary MLMESH_HOME: the registry,
 serving (in-process executor) and the gateway (`python -m services.mcp_gateway`). A demo predictor is
 trained briefly, saved signed, registered and deployed; then one closed-loop caller at a time sends the
-same rows three ways, interleaved in rounds so drift hits all three alike:
+same rows four ways, interleaved in rounds so drift hits all alike:
   grpc      Serving.Predict on a grpc.aio channel (the baseline);
+  relay     the floor: bench/_relay.py, uvicorn relaying the same JSON-RPC POST to the same Predict with
+            nothing else (no token check, no MCP SDK, no validation): one HTTP hop plus one gRPC hop;
   mcp-http  the gateway, one JSON-RPC tools/call POST per call (what the gateway itself adds);
   mcp-sdk   the gateway through the official `mcp` client (what an agent sees, the client's own work included).
-Prints p50 / p99 / mean per cell and each gateway column's ratio to grpc (goal: p50 <= 1.3x).
+Prints p50 / p99 / mean per cell, each column's ratio to grpc (goal: p50 <= 1.3x) and the gateway's own cost
+above the relay floor.
 
     .venv/bin/python bench/gateway.py [--calls 400] [--rows 1 32]
 """
@@ -72,6 +75,20 @@ def wait_healthy(topology_file: Path, name: str, process: subprocess.Popen, log:
         time.sleep(0.1)
 
 
+async def wait_http(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 30) -> None:
+    """Until `url` answers a request at all (any status)."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx2.AsyncClient() as client:
+        while True:
+            try:
+                await client.get(url, timeout=1.0)
+                return
+            except httpx2.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{url} did not come up:\n{log.read_text()[-3000:]}") from None
+                await asyncio.sleep(0.1)
+
+
 async def publish_and_deploy(mesh: MeshSettings, registry: str, serving: str) -> str:
     """Train the demo alpha predictor briefly, save it signed, register it, deploy it; the serving token."""
     issuer = TokenIssuer.from_settings(mesh, AuthSettings())
@@ -103,9 +120,9 @@ def tools_call(rows: list[list[float]], call_id: int) -> dict:
                                  "io.modelcontextprotocol/clientCapabilities": {}}}}
 
 
-async def measure(serving: str, serving_token: str, url: str, mcp_token: str, rows: list[list[float]],
-                  calls: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"grpc": [], "mcp-http": [], "mcp-sdk": []}
+async def measure(serving: str, serving_token: str, url: str, relay_url: str, mcp_token: str,
+                  rows: list[list[float]], calls: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {"grpc": [], "relay": [], "mcp-http": [], "mcp-sdk": []}
     request = serving_pb2.PredictRequest(session_id=SESSION, rows=[serving_pb2.FeatureRow(values=r) for r in rows])
     metadata = (("authorization", f"Bearer {serving_token}"),)
     headers = {"authorization": f"Bearer {mcp_token}", "accept": "application/json, text/event-stream",
@@ -119,19 +136,22 @@ async def measure(serving: str, serving_token: str, url: str, mcp_token: str, ro
         async def direct() -> None:
             await stub.Predict(request, metadata=metadata)
 
-        async def raw(call_id: int = 0) -> None:
-            reply = await http.post(url, json=tools_call(rows, call_id))
+        async def raw(call_id: int = 0, target: str = url) -> None:
+            reply = await http.post(target, json=tools_call(rows, call_id))
             result = reply.json()["result"]
             assert not result.get("isError") and result["structuredContent"]["predictions"] == expected, result
+
+        async def relay() -> None:
+            await raw(target=relay_url)
 
         async def sdk() -> None:
             result = await client.call_tool("data.ml.predict", {"session_id": SESSION, "rows": rows})
             assert not result.is_error and result.structured_content["predictions"] == expected, result.content
 
         for _ in range(30):   # warm every path: connections, token caches, JIT-free but cache-warm
-            await direct(), await raw(), await sdk()
+            await direct(), await relay(), await raw(), await sdk()
         for _ in range(calls):
-            for name, fn in (("grpc", direct), ("mcp-http", raw), ("mcp-sdk", sdk)):
+            for name, fn in (("grpc", direct), ("relay", relay), ("mcp-http", raw), ("mcp-sdk", sdk)):
                 began = time.perf_counter()
                 await fn()
                 times[name].append((time.perf_counter() - began) * 1000.0)
@@ -145,7 +165,7 @@ def pct(values: list[float], q: float) -> float:
 async def main_async(args: argparse.Namespace) -> None:
     console = Console()
     home = Path(tempfile.mkdtemp(prefix="mlmesh-bench-gw-"))
-    ports = {"registry": free_port(), "serving": free_port(), "mlmesh-ml-mcp": free_port()}
+    ports = {"registry": free_port(), "serving": free_port(), "mlmesh-ml-mcp": free_port(), "relay": free_port()}
     topology = home / "topology.yaml"
     topology.write_text(yaml.safe_dump({"services": {
         "registry": {"module": "services.registry", "port": ports["registry"]},
@@ -168,19 +188,34 @@ async def main_async(args: argparse.Namespace) -> None:
             if name == "serving":
                 serving_token = await publish_and_deploy(mesh, f"127.0.0.1:{ports['registry']}",
                                                          f"127.0.0.1:{ports['serving']}")
+        log = home / "relay.log"
+        with log.open("wb") as out:
+            processes.append(subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "_relay.py"), str(ports["relay"]),
+                 f"127.0.0.1:{ports['serving']}", serving_token], env=env, cwd=ROOT, stdout=out,
+                stderr=subprocess.STDOUT))
+        relay_url = f"http://127.0.0.1:{ports['relay']}/mcp/ml"
+        await wait_http(relay_url, processes[-1], log)
         mcp_token = TokenIssuer.from_settings(mesh, AuthSettings()).mint("bench-agent", url, ["serving.infer"])
         table = Table(title=f"data.ml.predict: gateway vs direct gRPC ({args.calls} sequential calls per cell)")
         for column in ("rows", "path", "p50 ms", "p99 ms", "mean ms", "p50 ratio", "mean ratio"):
             table.add_column(column, justify="right")
+        above: dict[int, tuple[float, float]] = {}
         for n in args.rows:
             rows = data.market(n, torch.Generator().manual_seed(n), regime=0)[0].tolist()
-            times = await measure(f"127.0.0.1:{ports['serving']}", serving_token, url, mcp_token, rows, args.calls)
+            times = await measure(f"127.0.0.1:{ports['serving']}", serving_token, url, relay_url, mcp_token, rows,
+                                  args.calls)
             base_p50, base_mean = statistics.median(times["grpc"]), statistics.fmean(times["grpc"])
             for name, values in times.items():
                 p50, mean = statistics.median(values), statistics.fmean(values)
                 table.add_row(str(n), name, f"{p50:.3f}", f"{pct(values, 99):.3f}", f"{mean:.3f}",
                               f"{p50 / base_p50:.2f}x", f"{mean / base_mean:.2f}x")
+            floor = statistics.median(times["relay"])
+            above[n] = statistics.median(times["mcp-http"]) - floor, floor / base_p50
         console.print(table)
+        for n, (extra_ms, floor_ratio) in above.items():
+            console.print(f"{n} row(s): the relay floor is {floor_ratio:.2f}x direct gRPC (no Python HTTP gateway "
+                          f"does better here); the gateway adds {extra_ms:.3f} ms above it (token, MCP, audit)")
     finally:
         for process in reversed(processes):
             process.terminate()
