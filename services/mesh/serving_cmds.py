@@ -38,6 +38,9 @@ RowOpt = Annotated[list[str], typer.Option("--row", help="Another row of numbers
 NamedOpt = Annotated[list[str], typer.Option("--named", help="NAME=VALUE of one row by feature name (repeat).")]
 TextOpt = Annotated[list[str], typer.Option("--text", help="A text (repeat for more).")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; shown to every refused caller.")]
+CancelRunningOpt = Annotated[bool, typer.Option(
+    "--cancel-running", help="Also fail the batch the model is running now (UNAVAILABLE) instead of letting it "
+                             "finish and answering it: for an emergency, when nothing more may be answered.")]
 
 
 # ---- parsing ----
@@ -271,10 +274,11 @@ def segment(session: SessionArg, series: Annotated[str, typer.Option(help="The s
     print_answer(reply, ["segment", "mean", "stddev"], rows, as_json)
 
 
-def halt(session: SessionArg, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
+def halt(session: SessionArg, reason: ReasonOpt = "", cancel_running: CancelRunningOpt = False,
+         as_json: JsonOpt = False) -> None:
     """Kill switch for one session: queued calls fail UNAVAILABLE at once, new ones are refused."""
-    print_session(_call("HaltSession", lambda: serving_pb2.HaltSessionRequest(session_id=session, reason=reason)),
-                  as_json)
+    print_session(_call("HaltSession", lambda: serving_pb2.HaltSessionRequest(
+        session_id=session, reason=reason, cancel_running=cancel_running)), as_json)
 
 
 def resume(session: SessionArg, as_json: JsonOpt = False) -> None:
@@ -287,9 +291,9 @@ def undeploy(session: SessionArg, as_json: JsonOpt = False) -> None:
     print_session(_call("UndeploySession", lambda: serving_pb2.UndeploySessionRequest(session_id=session)), as_json)
 
 
-def halt_all(reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
+def halt_all(reason: ReasonOpt = "", cancel_running: CancelRunningOpt = False, as_json: JsonOpt = False) -> None:
     """Kill switch for every session of the serving service; exits 1 when any session did not confirm."""
-    reply = _call("HaltAll", lambda: serving_pb2.HaltAllRequest(reason=reason))
+    reply = _call("HaltAll", lambda: serving_pb2.HaltAllRequest(reason=reason, cancel_running=cancel_running))
     if as_json:
         out.print_json(reply)
     else:

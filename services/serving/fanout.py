@@ -6,7 +6,8 @@ its host (the rule Envoy's cluster is generated from, services/mesh/envoy/config
 serving cannot import the mesh package, so the one-line rule is repeated here). A process that is not one
 of those replicas (a test server on port 0, an ad-hoc one) has no peers: it halts only itself.
 
-Each peer is called with `this_replica_only` set, so a halt never echoes back, and with serving's own
+Each peer is called with `this_replica_only` set, so a halt never echoes back, with the caller's
+`cancel_running`, so every replica treats its running batches alike, and with serving's own
 mesh token (subject "serving", scope serving.halt, the caller recorded as `obo` for audit): a caller's
 token never travels. A peer that does not answer in time, refuses, or is down is reported as one
 HaltResult naming it, halted=false, with the status, never dropped: an operator must see which replica
@@ -60,7 +61,7 @@ class ReplicaFanout:
         self.peers = peers_of(self._endpoint, bound_port)
         return self.peers
 
-    async def halt_all(self, reason: str, *, actor: str,
+    async def halt_all(self, reason: str, *, actor: str, cancel_running: bool = False,
                        time_remaining: float | None = None) -> list[serving_pb2.HaltResult]:
         """Every peer's results, in topology order. Bounded by `timeout_s` and, when the caller set a
         deadline, by most of what is left of it, so the answer gets back before the caller gives up."""
@@ -69,16 +70,17 @@ class ReplicaFanout:
         timeout = self.timeout_s
         if time_remaining is not None:
             timeout = max(0.05, min(timeout, time_remaining * 0.8))
-        replies = await asyncio.gather(*(self._halt(p, reason, actor, timeout) for p in self.peers))
+        request = serving_pb2.HaltAllRequest(reason=reason, this_replica_only=True, cancel_running=cancel_running)
+        replies = await asyncio.gather(*(self._halt(p, request, actor, timeout) for p in self.peers))
         return [result for reply in replies for result in reply]
 
-    async def _halt(self, peer: str, reason: str, actor: str, timeout: float) -> list[serving_pb2.HaltResult]:
+    async def _halt(self, peer: str, request: serving_pb2.HaltAllRequest, actor: str,
+                    timeout: float) -> list[serving_pb2.HaltResult]:
         # A channel per call: the kill switch is rare, and a fresh dial never trusts a stale connection.
         channel = connect(peer, SERVICE, self._issuer, subject=SERVICE, scopes=(policy.SERVING_HALT,),
                           on_behalf_of=actor if actor != SERVICE else None)
         try:
-            reply = await serving_pb2_grpc.ServingStub(channel).HaltAll(
-                serving_pb2.HaltAllRequest(reason=reason, this_replica_only=True), timeout=timeout)
+            reply = await serving_pb2_grpc.ServingStub(channel).HaltAll(request, timeout=timeout)
             return list(reply.results)
         except grpc.aio.AioRpcError as exc:
             error = f"{exc.code().name}: {exc.details() or 'no details'}"

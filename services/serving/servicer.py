@@ -47,7 +47,8 @@ class ServingServicer(serving_pb2_grpc.ServingServicer):
             yield cv.sessions(snapshots, self.replica)
 
     async def HaltSession(self, request, context):
-        return cv.session(await self._manager.halt(request.session_id, request.reason), self.replica)
+        return cv.session(await self._manager.halt(request.session_id, request.reason,
+                                                   cancel_running=request.cancel_running), self.replica)
 
     async def ResumeSession(self, request, context):
         return cv.session(await self._manager.resume(request.session_id), self.replica)
@@ -57,11 +58,12 @@ class ServingServicer(serving_pb2_grpc.ServingServicer):
 
     async def HaltAll(self, request, context):
         # Local sessions stop first (their synchronous halt runs before any await); peers concurrently.
-        local = self._manager.halt_all(request.reason)
+        local = self._manager.halt_all(request.reason, cancel_running=request.cancel_running)
         if request.this_replica_only or self._fanout is None:
             return cv.halt_all(await local, self.replica)
         mine, peers = await asyncio.gather(local, self._fanout.halt_all(
-            request.reason, actor=_actor(), time_remaining=context.time_remaining()))
+            request.reason, actor=_actor(), cancel_running=request.cancel_running,
+            time_remaining=context.time_remaining()))
         return cv.halt_all(mine, self.replica, peers)
 
     # ---- typed interface calls (the hot path) ----

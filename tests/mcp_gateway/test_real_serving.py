@@ -1,16 +1,21 @@
 """The serving tools against the real serving service (in-process executor) and the real registry, with a
 demo predictor trained briefly, saved signed and registered: serve -> predict (equal to the same Predict
-made directly over gRPC) -> list_serving -> halt_serving -> predict refused -> halt_all."""
+made directly over gRPC) -> list_serving -> halt_serving -> predict refused -> halt_all; and halt_serving /
+halt_all with cancel_running fail a batch the model is still running at once."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
+import pytest
 import torch
 
 from mlmesh.v1 import serving_pb2, serving_pb2_grpc
 from services.core.auth.policy import ALL_SCOPES
 from services.mesh.demo import data
 from tests.mcp_gateway.conftest import mcp_http, running
+from tests.serving.conftest import SERIES, gated_segmenter
 
 
 async def test_serve_predict_halt_against_real_serving(make_gateway, real_serving, alpha, agent_token, issuer,
@@ -50,4 +55,27 @@ async def test_serve_predict_halt_against_real_serving(make_gateway, real_servin
         assert stopped["halted"] >= 1 and any(r["session_id"] == "gw-2" and r["halted"] for r in stopped["results"])
     served_calls = access_log.calls("/mlmesh.v1.Serving/")
     assert served_calls and all("sub=mlmesh-ml-mcp" in line or "sub=operator" in line for line in served_calls)
+    await gateway.close()
+
+
+async def test_cancel_running_reaches_serving_from_both_halt_tools(make_gateway, real_serving, agent_token, issuer):
+    gateway = make_gateway(backends={"serving": real_serving.address})
+    gates = {session_id: await gated_segmenter(real_serving.manager, session_id) for session_id in ("gw-one", "gw-all")}
+    metadata = (("authorization", f"Bearer {issuer.mint('operator', 'serving', ALL_SCOPES)}"),)
+    async with (running(gateway) as app, mcp_http(app, agent_token()) as client,
+                grpc.aio.insecure_channel(real_serving.address) as channel):
+        stub = serving_pb2_grpc.ServingStub(channel)
+        for tool, arguments, session_id in (("data.ml.halt_serving", {"session_id": "gw-one"}, "gw-one"),
+                                            ("data.ml.halt_all", {}, "gw-all")):
+            held = asyncio.ensure_future(stub.Segment(serving_pb2.SegmentRequest(
+                session_id=session_id, series=SERIES), metadata=metadata))
+            await gates[session_id].entered()   # on the model, which waits for the gate (up to 5 s)
+            halted = await client.call_tool(tool, {**arguments, "reason": "agent: stop", "cancel_running": True})
+            assert not halted.is_error, halted.content
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await asyncio.wait_for(held, 3)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value
+            assert not gates[session_id].go.is_set()   # answered while the model still ran
+        for gate in gates.values():
+            gate.go.set()
     await gateway.close()

@@ -82,6 +82,8 @@ async def test_serving_errors_name_the_argument(http_app, agent_token, serving):
             ("data.ml.serve", {"model": "m", "interface": "predictor", "max_batch_size": 2048}, "INVALID_ARGUMENT",
              "max_batch_size"),   # the backend's batching.max_batch_size, as the agent spelled it
             ("data.ml.halt_all", {}, "INVALID_ARGUMENT", "reason"),
+            ("data.ml.halt_all", {"reason": "x", "cancel_running": "yes"}, "INVALID_ARGUMENT", "cancel_running"),
+            ("data.ml.halt_serving", {"session_id": "p", "cancel_running": 1}, "INVALID_ARGUMENT", "cancel_running"),
         ]
         for tool, arguments, code, argument in cases:
             result = await client.call_tool(tool, arguments)

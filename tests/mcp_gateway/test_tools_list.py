@@ -39,6 +39,9 @@ async def test_every_tool_is_described(http_app, agent_token):
     assert by_name["data.ml.run_skill"].annotations.idempotent_hint is False
     assert set(by_name["data.ml.predict"].input_schema["required"]) == {"session_id", "rows"}
     assert by_name["data.ml.halt_all"].input_schema["required"] == ["reason"]
+    for name in ("data.ml.halt_serving", "data.ml.halt_all"):   # optional, off unless asked, explained
+        cancel = by_name[name].input_schema["properties"]["cancel_running"]
+        assert (cancel["type"], cancel["default"]) == ("boolean", False) and "emergency" in cancel["description"]
 
 
 async def test_http_and_stdio_list_the_same_tools(http_app, agent_token, stdio_params):

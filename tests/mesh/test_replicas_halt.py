@@ -1,10 +1,12 @@
 """The kill switch across replicas: three real serving replicas (in-process, each its own gRPC server on the
 consecutive ports a topology with `replicas: 3` names) with sessions each. HaltAll on one halts all three and
-lists every replica's results; this_replica_only halts just the one asked; a replica that is down or does
-not answer in time is reported with its address and error, never dropped."""
+lists every replica's results; this_replica_only halts just the one asked; cancel_running travels to every
+replica (and `mlmesh halt / halt-all --cancel-running` ask for it); a replica that is down or does not answer
+in time is reported with its address and error, never dropped."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from contextlib import ExitStack
 
@@ -12,13 +14,17 @@ import grpc
 import pytest
 import pytest_asyncio
 import yaml
+from typer.testing import CliRunner
 
 from mlmesh.v1 import serving_pb2, serving_pb2_grpc
 from services.core.auth.policy import ALL_SCOPES
 from services.core.auth.tokens import TokenIssuer
 from services.core.settings import AuthSettings, MeshSettings, ServerSettings
+from services.core.topology import load_topology
+from services.mesh.cli import app as cli
 from services.registry.server import build_registry
 from services.serving.server import ServingSettings, build_serving
+from tests.serving.conftest import gated_segmenter
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 REPLICAS = 3
@@ -55,15 +61,21 @@ class Replica:
             await self.app.stop(0)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def mesh(tmp_path_factory):
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> MeshSettings:
+    """A home (the issuer key) and a topology whose serving entry names REPLICAS consecutive free ports."""
     root = tmp_path_factory.mktemp("replicas")
-    base = consecutive_free_ports(REPLICAS)
     topology = root / "topology.yaml"
     topology.write_text(yaml.safe_dump({"services": {"serving": {
-        "module": "services.serving", "host": "127.0.0.1", "port": base, "replicas": REPLICAS}}}))
-    settings = MeshSettings(home=root / "home", database_url=f"sqlite+aiosqlite:///{root / 'mesh.db'}",
-                            topology_file=topology)
+        "module": "services.serving", "host": "127.0.0.1", "port": consecutive_free_ports(REPLICAS),
+        "replicas": REPLICAS}}}))
+    return MeshSettings(home=root / "home", database_url=f"sqlite+aiosqlite:///{root / 'mesh.db'}",
+                        topology_file=topology)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def mesh(settings):
+    base = load_topology(settings.topology_file).get("serving").port
     registry = await build_registry(settings, ServerSettings(), AuthSettings())
     registry_address = f"127.0.0.1:{await registry.start('127.0.0.1', 0)}"
     replicas = []
@@ -150,6 +162,64 @@ async def test_this_replica_only_leaves_the_others_serving(mesh):
                                                                            series=SERIES), token)
         assert list(answer.change_points) == [20]
     await resume_all(replicas, token)
+
+
+async def held_segment(replica: Replica, session_id: str, token: str, gate, batches: int = 1) -> asyncio.Future:
+    """A Segment call whose batch is on the model, held there by `gate` (its thread waits up to 5 s)."""
+    running = asyncio.ensure_future(call(replica, "Segment", serving_pb2.SegmentRequest(
+        session_id=session_id, series=SERIES), token))
+    await gate.entered(batches)
+    return running
+
+
+async def assert_failed_at_once(running: asyncio.Future, gate, reason: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await asyncio.wait_for(running, 3)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and f"halted: {reason}" in refused.value.details()
+    assert not gate.go.is_set()   # answered while the model was still running
+
+
+async def test_cancel_running_reaches_the_other_replicas(mesh):
+    replicas, token = mesh
+    gate = await gated_segmenter(replicas[2].app.manager, "held")
+
+    running = await held_segment(replicas[2], "held", token, gate)
+    await call(replicas[1], "HaltAll", serving_pb2.HaltAllRequest(reason="drill"), token)
+    await asyncio.sleep(0.1)
+    assert not running.done()   # the default: replica 2 lets the batch on its model finish...
+    gate.go.set()
+    assert list((await running).change_points) == [20]   # ...and answers it in full
+    await resume_all(replicas, token)
+
+    gate.go.clear()
+    running = await held_segment(replicas[2], "held", token, gate, batches=2)
+    reply = await call(replicas[1], "HaltAll", serving_pb2.HaltAllRequest(reason="emergency", cancel_running=True),
+                       token)
+    assert ("held", True) in by_replica(reply)[f"serving@{replicas[2].address}"]
+    await assert_failed_at_once(running, gate, "emergency")
+    gate.go.set()
+    await resume_all(replicas, token)
+
+
+async def test_the_cli_cancel_running_flags_reach_serving(mesh, settings, monkeypatch):
+    """`mlmesh halt S --cancel-running` and `mlmesh halt-all --cancel-running`, against the topology's serving
+    address (replica 0); halt-all reaches replica 2 through the fan-out."""
+    replicas, token = mesh
+    monkeypatch.setenv("MLMESH_HOME", str(settings.home))
+    monkeypatch.setenv("MLMESH_TOPOLOGY_FILE", str(settings.topology_file))
+    one = await gated_segmenter(replicas[0].app.manager, "cli-one")
+    every = await gated_segmenter(replicas[2].app.manager, "cli-every")
+    for args, replica, session_id, gate in ((["halt", "cli-one"], replicas[0], "cli-one", one),
+                                            (["halt-all"], replicas[2], "cli-every", every)):
+        running = await held_segment(replica, session_id, token, gate)
+        # The command runs its own event loop: in a thread, so the replicas on this loop keep serving.
+        result = await asyncio.to_thread(CliRunner().invoke, cli, [*args, "--cancel-running", "--reason", "cli"])
+        assert result.exit_code == 0, result.output
+        await assert_failed_at_once(running, gate, "cli")
+        gate.go.set()
+        await resume_all(replicas, token)
+    # Replica 0's sessions are counted exactly below: this one goes (halt_all passes over undeployed sessions).
+    await call(replicas[0], "UndeploySession", serving_pb2.UndeploySessionRequest(session_id="cli-one"), token)
 
 
 async def test_a_replica_that_does_not_answer_is_reported(mesh):

@@ -15,6 +15,8 @@ from torch import nn
 from services.core.lineage import LineageBus
 from services.core.models.architectures import MLP, HashedBagOfWords, LSTMForecaster, hash_texts
 from services.core.settings import MLSettings
+from services.serving.engine import InProcessExecutor
+from services.serving.interfaces.backends import segmenter_backend
 
 FEATURES = ["return_1d", "momentum", "volatility", "rsi_14"]
 REGIMES = ["bull", "bear", "sideways"]
@@ -178,6 +180,24 @@ class ThreadGate:
         self.calls.append(len(next(iter(batch.values()))))
         self.go.wait(5)
         return self.fn(batch)
+
+    async def entered(self, batches: int = 1) -> None:
+        """Until `batches` batches have reached the function (each is counted before it waits)."""
+        async with asyncio.timeout(5):
+            while len(self.calls) < batches:
+                await asyncio.sleep(0.005)
+
+
+SERIES = [0.0] * 20 + [5.0] * 20   # what the change-point segmenter splits at 20
+
+
+async def gated_segmenter(manager, session_id: str) -> ThreadGate:
+    """The change-point segmenter deployed on a (served) SessionManager in the real worker thread, each
+    batch held there until the test sets `gate.go`: a batch the model is still running, on demand."""
+    backend = segmenter_backend()
+    gate = ThreadGate(backend.run)
+    await manager.deploy(backend, session_id=session_id, executor=InProcessExecutor(gate))
+    return gate
 
 
 def row(value: float, width: int = 4) -> np.ndarray:

@@ -172,12 +172,14 @@ class WatchSessionsRequest(_message.Message):
     def __init__(self, interval_s: _Optional[float] = ...) -> None: ...
 
 class HaltSessionRequest(_message.Message):
-    __slots__ = ("session_id", "reason")
+    __slots__ = ("session_id", "reason", "cancel_running")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_RUNNING_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     reason: str
-    def __init__(self, session_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    cancel_running: bool
+    def __init__(self, session_id: _Optional[str] = ..., reason: _Optional[str] = ..., cancel_running: _Optional[bool] = ...) -> None: ...
 
 class ResumeSessionRequest(_message.Message):
     __slots__ = ("session_id",)
@@ -192,12 +194,14 @@ class UndeploySessionRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class HaltAllRequest(_message.Message):
-    __slots__ = ("reason", "this_replica_only")
+    __slots__ = ("reason", "this_replica_only", "cancel_running")
     REASON_FIELD_NUMBER: _ClassVar[int]
     THIS_REPLICA_ONLY_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_RUNNING_FIELD_NUMBER: _ClassVar[int]
     reason: str
     this_replica_only: bool
-    def __init__(self, reason: _Optional[str] = ..., this_replica_only: _Optional[bool] = ...) -> None: ...
+    cancel_running: bool
+    def __init__(self, reason: _Optional[str] = ..., this_replica_only: _Optional[bool] = ..., cancel_running: _Optional[bool] = ...) -> None: ...
 
 class HaltResult(_message.Message):
     __slots__ = ("replica", "session_id", "halted", "error")

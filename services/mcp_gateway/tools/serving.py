@@ -96,19 +96,29 @@ async def list_serving(call: ToolCall, a: ListServingArgs) -> dict:
     return {"sessions": [convert.session(s) for s in reply.sessions]}
 
 
+# Strict: a destructive choice is made with a JSON boolean, never guessed from a string or a number.
+CancelRunning = Annotated[bool, Field(strict=True, description=(
+    "false (default): a batch a halted model is running now finishes and its callers get their answers. "
+    "true: those callers fail at once with UNAVAILABLE too and the outputs are discarded, so nothing more is "
+    "answered: use it in an emergency, when the model's outputs must not reach anyone. Queued calls fail "
+    "either way."))]
+
+
 class HaltArgs(Args):
     session_id: Annotated[str, Field(min_length=1, max_length=200)]
     reason: Annotated[str, Field(max_length=500, description="Recorded with the halt.")] = ""
+    cancel_running: CancelRunning = False
 
 
 async def halt_serving(call: ToolCall, a: HaltArgs) -> dict:
-    reply = await call.unary(call.stub(serving_pb2_grpc.ServingStub).HaltSession,
-                             serving_pb2.HaltSessionRequest(session_id=a.session_id, reason=a.reason))
+    reply = await call.unary(call.stub(serving_pb2_grpc.ServingStub).HaltSession, serving_pb2.HaltSessionRequest(
+        session_id=a.session_id, reason=a.reason, cancel_running=a.cancel_running))
     return {"session": convert.session(reply)}
 
 
 class HaltAllArgs(Args):
     reason: Annotated[str, Field(min_length=1, max_length=500, description="Why: recorded with every halt.")]
+    cancel_running: CancelRunning = False
 
 
 class HaltResult(Result):
@@ -125,7 +135,7 @@ class HaltAllResult(Result):
 
 async def halt_all(call: ToolCall, a: HaltAllArgs) -> dict:
     reply = await call.unary(call.stub(serving_pb2_grpc.ServingStub).HaltAll,
-                             serving_pb2.HaltAllRequest(reason=a.reason))
+                             serving_pb2.HaltAllRequest(reason=a.reason, cancel_running=a.cancel_running))
     return {"halted": reply.halted, "results": [
         {"replica": r.replica, "session_id": r.session_id, "halted": r.halted, "error": r.error}
         for r in reply.results]}

@@ -1,5 +1,6 @@
 """The kill switch over gRPC: a halt during load answers nobody half, fails the queued with UNAVAILABLE,
-refuses new calls, and resume serves again; HaltAll reports every session; WatchSessions sees it."""
+refuses new calls, and resume serves again; the batch on the model is answered in full unless the halt says
+cancel_running; HaltAll reports every session; WatchSessions sees it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import grpc
 import pytest
 
 from mlmesh.v1 import serving_pb2
+from tests.serving.conftest import SERIES, gated_segmenter
 from tests.serving.service.test_typed import history, market_rows, rows_msg
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -40,6 +42,43 @@ async def test_halt_during_load_never_answers_half(stub, models):
     resumed = await stub.ResumeSession(serving_pb2.ResumeSessionRequest(session_id="halt-forecast"))
     assert resumed.state == serving_pb2.SESSION_STATE_READY and not resumed.halt_reason
     assert len((await stub.Forecast(request)).forecast) == horizon
+
+
+async def running_and_queued(stub, serving, session_id: str):
+    """A Segment held on the model by a gate (the worker thread waits up to 5 s) and one queued behind it."""
+    gate = await gated_segmenter(serving.manager, session_id)
+    request = serving_pb2.SegmentRequest(session_id=session_id, series=SERIES)
+    running = asyncio.ensure_future(stub.Segment(request))
+    await gate.entered()
+    queued = asyncio.ensure_future(stub.Segment(request))
+    while serving.manager.get(session_id).loop.queue_depth < 1:
+        await asyncio.sleep(0.005)
+    return gate, running, queued
+
+
+async def test_cancel_running_fails_the_batch_on_the_model_at_once(stub, serving):
+    gate, running, queued = await running_and_queued(stub, serving, "halt-cancel")
+    halted = await stub.HaltSession(serving_pb2.HaltSessionRequest(session_id="halt-cancel", reason="emergency",
+                                                                    cancel_running=True))
+    assert halted.state == serving_pb2.SESSION_STATE_HALTED
+    for call in (running, queued):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await asyncio.wait_for(call, 3)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and "halted: emergency" in refused.value.details()
+    assert not gate.go.is_set() and gate.calls == [1]   # answered while the model still ran; the queued never ran
+    gate.go.set()
+
+
+async def test_without_cancel_running_the_batch_on_the_model_is_answered_in_full(stub, serving):
+    gate, running, queued = await running_and_queued(stub, serving, "halt-drain")
+    await stub.HaltSession(serving_pb2.HaltSessionRequest(session_id="halt-drain", reason="drill"))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await asyncio.wait_for(queued, 3)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and "halted: drill" in refused.value.details()
+    await asyncio.sleep(0.1)
+    assert not running.done()   # waits for the model
+    gate.go.set()
+    assert list((await running).change_points) == [20] and gate.calls == [1]
 
 
 async def test_halt_all_stops_every_session_and_watch_sees_it(stub, models, serving):
