@@ -38,6 +38,7 @@ class Cell:
     errors: int = 0
     first_error: str = ""
     cpu_us: float = float("nan")
+    client_cpu_us: float = float("nan")   # this process's (the load client's) CPU per answered request
 
     def row(self, cpu: bool = False) -> list[str]:
         flag = f" ({self.errors} errors)" if self.errors else ""
@@ -91,20 +92,20 @@ async def closed_loop(call: Callable[[int], Awaitable[object]], concurrency: int
             if start >= window[0] and end <= window[1]:
                 latencies.append(end - start)
 
-    async def cpu_meter() -> float:
+    async def cpu_meter() -> tuple[float, float]:
         await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
-        start = cpu_seconds(server_pid)
+        server, client = cpu_seconds(server_pid) if server_pid else 0.0, time.process_time()
         await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
-        return cpu_seconds(server_pid) - start
+        return ((cpu_seconds(server_pid) - server) if server_pid else float("nan"), time.process_time() - client)
 
-    meter = asyncio.ensure_future(cpu_meter()) if server_pid else None
+    meter = asyncio.ensure_future(cpu_meter())
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    cpu = await meter if meter else float("nan")
+    cpu, client_cpu = await meter
     if not latencies:
         return Cell(0.0, 0.0, 0.0, 0, len(errors), errors[0] if errors else "")
     p50, p99 = np.percentile(np.asarray(latencies) * 1e3, [50, 99])
     return Cell(len(latencies) / seconds, float(p50), float(p99), len(latencies), len(errors),
-                errors[0] if errors else "", cpu / len(latencies) * 1e6)
+                errors[0] if errors else "", cpu / len(latencies) * 1e6, client_cpu / len(latencies) * 1e6)
 
 
 def free_port() -> int:
