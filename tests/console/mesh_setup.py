@@ -1,5 +1,6 @@
 """What the browser tests need in the mesh before they look at it, done through Envoy like any client: the demo
-models and the seed skill, a session deployed on each serving replica, and load on one replica."""
+models and the seed skill, a session deployed on each serving replica, load on one replica, and a batch held
+on a model for seconds (the serving replicas are processes here: no gate can hold one, a slow model does)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import torch
 
-from mlmesh.v1 import registry_pb2, serving_pb2, serving_pb2_grpc
+from mlmesh.v1 import registry_pb2, registry_pb2_grpc, serving_pb2, serving_pb2_grpc
+from services.core.artifacts.messages import manifest_message
+from services.core.artifacts.signing import signature_message
+from services.core.artifacts.toolkit import build_artifact_toolkit
+from services.core.auth.policy import ALL_SCOPES, REGISTRY_WRITE
+from services.core.auth.principal import Principal, reset_principal, set_principal
+from services.core.lineage import LineageBus
+from services.core.models.architectures import MLP
+from services.core.settings import MeshSettings
+from services.mesh.demo import data
+from services.mesh.demo.models import Trained
+from services.mesh.demo.seed import save
 from services.mesh.envoy.config import REPLICA_HEADER
 from tests.console.conftest import REPO, ConsoleMesh
 from tests.e2e.front import Front, market_rows, register_demo_models
@@ -79,4 +92,99 @@ class Load:
         self._stop.set()
         for thread in self._threads:
             thread.join(15)
+        self._channel.close()
+
+
+SLOW_MODEL = "console_slow"
+SLOW_LAYERS = [len(data.FEATURES), *[1024] * 8, 1]
+HELD_S = 4.0             # how long a held batch runs on the model: time to press the kill switch meanwhile
+MAX_ROWS = 1 << 16
+
+
+def _slow_model() -> Trained:
+    """A predictor far wider than it needs to be (random weights): thousands of rows keep it busy for seconds.
+    Inputs are standardised against mean 0 / std 1, so all-zero rows pass the OOD rule."""
+    torch.manual_seed(0)
+    stats = {"mean": [0.0] * len(data.FEATURES), "std": [1.0] * len(data.FEATURES)}
+    return Trained(SLOW_MODEL, MLP(SLOW_LAYERS), {
+        "interface": "predictor", "task": "regression",
+        "architecture": {"type": "mlp", "layers": SLOW_LAYERS, "activation": "relu", "output": "value",
+                         "input_standardized": True},
+        "feature_names": data.FEATURES, "training_stats": stats})
+
+
+def register_slow_model(mesh: ConsoleMesh) -> None:
+    """Saved signed into the mesh's store and registered @prod through Envoy, as register_demo_models does."""
+    async def run() -> None:
+        kit = build_artifact_toolkit(MeshSettings(home=mesh.home), LineageBus(), service="console-tests",
+                                     write_scope=REGISTRY_WRITE, read_scope=REGISTRY_WRITE)
+        token = set_principal(Principal("console-setup", frozenset(ALL_SCOPES), "registry", "t", time.time() + 600))
+        try:
+            saved = await save(_slow_model(), kit)
+        finally:
+            reset_principal(token)
+        async with grpc.aio.insecure_channel(mesh.envoy) as channel:
+            await registry_pb2_grpc.RegistryStub(channel).RegisterArtifact(registry_pb2.RegisterArtifactRequest(
+                manifest=manifest_message(saved.manifest), name=SLOW_MODEL, aliases=["prod"],
+                signature=signature_message(kit.signer, saved.signature)), metadata=mesh.metadata("registry"),
+                timeout=60)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
+class HeldBatch:
+    """The slow model deployed as `session_id` on one replica, and Predict calls sized (measured here, on this
+    machine) to keep its executor busy about HELD_S seconds: a batch the model is still running, on demand."""
+
+    def __init__(self, mesh: ConsoleMesh, replica: str, session_id: str) -> None:
+        self.session_id = session_id
+        self._metadata = pinned(mesh, replica)
+        self._channel = grpc.insecure_channel(mesh.envoy)
+        self._stub = serving_pb2_grpc.ServingStub(self._channel)
+        session = self._stub.Deploy(serving_pb2.DeployRequest(
+            model=f"{SLOW_MODEL}@prod", session_id=session_id,
+            batching=serving_pb2.BatchingConfig(max_batch_size=MAX_ROWS)), metadata=self._metadata, timeout=120)
+        assert session.replica == replica and session.state == serving_pb2.SESSION_STATE_READY, session
+        self.rows = self._measure()
+
+    def _request(self, rows: int) -> serving_pb2.PredictRequest:
+        zeros = serving_pb2.FeatureRow(values=[0.0] * len(data.FEATURES))
+        return serving_pb2.PredictRequest(session_id=self.session_id, rows=[zeros] * rows)
+
+    def _measure(self, rows: int = 2048) -> int:
+        for _ in range(2):   # the first call also pays for the model's first run
+            started = time.monotonic()
+            self._stub.Predict(self._request(rows), metadata=self._metadata, timeout=60)
+            took = time.monotonic() - started
+        return max(rows, min(MAX_ROWS, int(rows * HELD_S / took)))
+
+    def start(self) -> grpc.Future:
+        """A Predict of `self.rows` rows, returned once its batch alone is on the model (the session says one
+        running, none queued). A batch whose callers were failed may still be running: it is waited out first."""
+        deadline = time.monotonic() + 60
+        while self.running():
+            assert time.monotonic() < deadline, "the model never finished its last batch"
+            time.sleep(0.05)
+        call = self._stub.Predict.future(self._request(self.rows), metadata=self._metadata, timeout=120)
+        while (stats := self.session().stats).running < 1 or stats.queue_depth:
+            assert not call.done() and time.monotonic() < deadline, "the batch never reached the model"
+            time.sleep(0.02)
+        return call
+
+    def session(self) -> serving_pb2.ServingSession:
+        return self._stub.GetSession(serving_pb2.GetSessionRequest(session_id=self.session_id),
+                                     metadata=self._metadata, timeout=10)
+
+    def running(self) -> int:
+        """Requests in the batch the executor is running now (a failed caller's stay until the model returns)."""
+        return self.session().stats.running
+
+    def resume(self) -> None:
+        self._stub.ResumeSession(serving_pb2.ResumeSessionRequest(session_id=self.session_id),
+                                 metadata=self._metadata, timeout=10)
+
+    def __enter__(self) -> "HeldBatch":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self._channel.close()

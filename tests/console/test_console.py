@@ -1,7 +1,9 @@
 """The operator web console in headless Chromium against a whole mesh, through Envoy only: sign-in (and the
 services refusing calls without a token), browsing and running the seed skill, pulling with a progress bar
 and a tampered pull refused with its reason, live serving figures under load, halting one session, and the
-kill switch pressed from the keyboard halting every replica. Screenshots go to test-artifacts/console/."""
+kill switch pressed from the keyboard halting every replica, and its checkbox that also fails the batch a model is
+running (cancel_running) where, unticked, that batch is answered in full. Screenshots go to
+test-artifacts/console/."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ import time
 import urllib.error
 import urllib.request
 
+import grpc
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Request, expect
 
+from mlmesh.v1 import serving_pb2
 from services.mesh.demo import data
 from tests.console.conftest import HF_REPO, TAMPERED_REPO, ConsoleMesh, screenshot, signed_in
-from tests.console.mesh_setup import SEED_SKILL, Load, deploy_on_each_replica, publish_seed_skill
+from tests.console.mesh_setup import (SEED_SKILL, HeldBatch, Load, deploy_on_each_replica, publish_seed_skill,
+                                      register_slow_model)
 from tests.e2e.front import market_rows
 
 SESSION = "console-alpha"
@@ -196,3 +201,78 @@ def test_serving_figures_move_under_load_one_session_halts_and_the_kill_switch_h
     page.get_by_role("button", name=f"Resume session {SESSION} on {second}").click()
     expect(cell(second, "state")).to_have_attribute("data-state", "ready", timeout=15_000)
     expect(cell(first, "state")).to_have_attribute("data-state", "halted")
+
+
+def is_halt_all(request: Request) -> bool:
+    return request.method == "POST" and request.url.endswith("/ml/serving/halt-all")
+
+
+def tab_to(page: Page, selector: str) -> None:
+    page.locator("body").focus()
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement.matches(s)", selector):
+            return
+    pytest.fail(f"{selector} is not reachable with Tab")
+
+
+def test_the_kill_switch_checkbox_also_fails_the_batch_a_model_is_running(mesh, page: Page):
+    """Unticked (the default), a batch on the model when the kill switch is pressed is answered in full after
+    the halt; ticked from the keyboard, the page sends cancel_running and the same kind of batch fails at once
+    with UNAVAILABLE while the model is still running it. The held batch is on the second replica."""
+    register_slow_model(mesh)
+    replica = mesh.serving_replicas[1]
+    answer = page.locator(f'#kill-results li[data-replica="{replica}"]')
+    with HeldBatch(mesh, replica, "console-held") as held:
+        signed_in(page, mesh, "ml/serving")
+        option = page.get_by_label("Also fail the batches running now (nothing more is answered)", exact=True)
+        expect(option).not_to_be_checked()
+
+        running = held.start()
+        with page.expect_request(is_halt_all) as sent:
+            page.get_by_role("button", name="Kill switch: halt every replica").click()
+        assert sent.value.post_data_json == {"reason": "kill switch pressed in the console by console-operator",
+                                             "cancel_running": False}
+        expect(answer).to_contain_text("console-held")
+        expect(page.locator("#kill-results")).to_contain_text("batches already running finish")
+        assert held.session().state == serving_pb2.SESSION_STATE_HALTED
+        assert not running.done() and held.running() == 1          # halted, and the model still runs the batch...
+        assert len(running.result(120).predictions) == held.rows   # ...which is answered in full
+        held.resume()
+
+        tab_to(page, "#kill-cancel-running")
+        page.keyboard.press("Space")
+        expect(option).to_be_checked()
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.classList.contains('kill')")
+        running = held.start()
+        with page.expect_request(is_halt_all) as sent:
+            page.keyboard.press("Enter")
+        assert sent.value.post_data_json["cancel_running"] is True
+        with pytest.raises(grpc.RpcError) as failed:
+            running.result(120)
+        assert held.running() == 1     # failed while the model was still running its batch: nothing waited for it
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "halted: kill switch pressed in the console" in failed.value.details()
+        expect(answer).to_contain_text("console-held")
+        expect(page.locator("#kill-results li.error")).to_have_count(0)
+        expect(page.locator("#kill-results")).to_contain_text("the batches that were running failed too")
+        state = page.locator(f'tr[data-session="console-held"][data-replica="{replica}"] td[data-col="state"]')
+        expect(state).to_have_attribute("data-state", "halted")
+        screenshot(page, "kill-switch-cancel-running")
+
+        # The Serving page's Halt buttons take the same option, from one checkbox above the table
+        held.resume()
+        page.get_by_label("Halt buttons also fail the batch running now (nothing more is answered)").check()
+        halt = page.get_by_role("button", name=f"Halt session console-held on {replica}")
+        expect(halt).to_be_enabled()
+        running = held.start()
+        with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/console-held/halt")) as sent:
+            halt.click()
+        assert sent.value.post_data_json == {"reason": "halted from the console", "cancel_running": True}
+        with pytest.raises(grpc.RpcError) as failed:
+            running.result(120)
+        assert held.running() == 1
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "halted: halted from the console" in failed.value.details()
+        expect(state).to_have_text("halted: halted from the console")

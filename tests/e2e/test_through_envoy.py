@@ -1,6 +1,7 @@
 """End to end through Envoy only: pull from the local hub -> compile to ONNX -> serve on both serving replicas
--> predict via MCP, tritonclient and REST -> run regime_aware_alpha -> halt_all via MCP -> every replica
-refuses new work. Every call goes to Envoy's port, except the last check, which dials each replica itself.
+-> predict via MCP, tritonclient and REST -> run regime_aware_alpha -> halt_all via MCP and REST (with and
+without cancel_running) -> every replica refuses new work. Every call goes to Envoy's port, except the last
+check, which dials each replica itself.
 
 Decisions (the why is in each step):
 - The puller records a Hugging Face pull as files plus `metadata.source` only (no `architecture`), and the
@@ -136,6 +137,15 @@ async def test_pull_compile_serve_predict_run_halt_through_envoy(mesh):
         status, body = await rest(mesh, "POST", "/ml/serving/halt-all", {"reason": "again, over REST"}, "serving")
         assert status == 200, body
         assert {r["replica"] for r in body["results"] if r["sessionId"] == SESSION} == replicas
+
+        # ... and with {"cancel_running": true} (the console's checkbox), every replica answering. The transcoder
+        # also accepts fields it does not know (dropped), so this shows the body is taken; that cancel_running
+        # reaches serving through it is shown in tests/console (a batch on the model fails at once).
+        status, body = await rest(mesh, "POST", "/ml/serving/halt-all",
+                                  {"reason": "an emergency, over REST", "cancel_running": True}, "serving")
+        assert status == 200, body
+        assert {r["replica"] for r in body["results"] if r["sessionId"] == SESSION} == replicas
+        assert all(r["halted"] and not r["error"] for r in body["results"]), body
 
         status, body = await rest(mesh, "POST", "/ml/predict", {"sessionId": SESSION, "rows": [{"values": ROWS[0]}]},
                                   "serving")

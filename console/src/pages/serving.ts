@@ -1,11 +1,14 @@
 // /console/ml/serving: every session of every serving replica, live from WatchSessions (one stream per replica,
 // pinned by Envoy's replica header, since sessions live on one replica), with halt and resume per session.
-// Rows are updated in place so a keyboard user's focus stays on the button it was on.
+// One checkbox above the table (off by default) makes every Halt button also fail the batch running now,
+// as the kill switch's does (`cancel_running`). Rows are updated in place so a keyboard user's focus stays
+// on the button it was on.
 
 import { ApiError, call, path } from "../api/client";
 import { config } from "../api/config";
 import { watch } from "../api/stream";
 import { enumLabel, type ServingSession } from "../api/types";
+import { CANCEL_RUNNING_HINT } from "../components/killSwitch";
 import { formatNumber, h, replaceChildren } from "../dom";
 
 // [key, header]: the key names each cell (data-col) for scripts and tests.
@@ -26,6 +29,8 @@ export function servingPage(container: HTMLElement): () => void {
   const streams = h("ul", { class: "streams", "aria-label": "Watch streams" });
   const announcer = h("p", { class: "visually-hidden", role: "status", "aria-live": "polite" });
   const problem = h("p", { class: "error", role: "alert" });
+  const cancelRunning = h("input", { type: "checkbox", id: "halt-cancel-running", name: "cancel_running",
+    "aria-describedby": "halt-cancel-running-hint" });
   const rows = new Map<string, Row>();
   const sessionsByReplica = new Map<string, ServingSession[]>();
 
@@ -33,6 +38,9 @@ export function servingPage(container: HTMLElement): () => void {
     h("h1", {}, "Serving"),
     h("p", {}, "Live from WatchSessions: figures refresh as they change."),
     streams, problem, announcer,
+    h("div", { class: "check" }, cancelRunning, h("label", { for: cancelRunning.id },
+      "Halt buttons also fail the batch running now (nothing more is answered)")),
+    h("p", { id: "halt-cancel-running-hint", class: "hint" }, CANCEL_RUNNING_HINT),
     h("div", { class: "table-scroll" },
       h("table", { "data-table": "sessions", "aria-label": "Serving sessions" },
         h("thead", {}, h("tr", {}, ...COLUMNS.map(([, title]) => h("th", { scope: "col" }, title)))), tbody)),
@@ -99,7 +107,7 @@ export function servingPage(container: HTMLElement): () => void {
     problem.textContent = "";
     try {
       await call(path(`/ml/serving/sessions/{}/${verb}`, session.id), { method: "POST", replica: session.replica,
-        body: verb === "halt" ? { reason: "halted from the console" } : {} });
+        body: verb === "halt" ? { reason: "halted from the console", cancel_running: cancelRunning.checked } : {} });
     } catch (error) {
       problem.textContent = `${verb} ${session.id} on ${session.replica}: ` +
         (error instanceof ApiError ? error.describe() : String(error));
