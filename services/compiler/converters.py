@@ -62,8 +62,10 @@ def compiler_info(compiler: Compiler) -> compiler_pb2.CompilerInfo:
 
 
 def compiled_message(source_artifact_id: str, compiler: str, target: str, compiled: Compiled,
-                     kwargs: Mapping[str, Any], metrics: Mapping[str, Any]) -> common_pb2.CompiledArtifact:
-    """The record to register; its id is left to the registry (the content id of files + parameters)."""
+                     kwargs: Mapping[str, Any], metrics: Mapping[str, Any],
+                     signature: common_pb2.Signature | None = None) -> common_pb2.CompiledArtifact:
+    """The record to register; its id is left to the registry (the content id of files + parameters).
+    `signature`: the signer's bundle over the record's files (the registry refuses a record without one)."""
     validation = common_pb2.ValidationMetrics()
     json_format.ParseDict(dict(metrics), validation)
     tool_versions = {k: str(v) for k, v in compiled.output.tool_versions.items()}
@@ -71,5 +73,5 @@ def compiled_message(source_artifact_id: str, compiler: str, target: str, compil
         source_artifact_id=source_artifact_id, compiler=compiler, target=target,
         files=[common_pb2.ArtifactFile(**f.as_dict()) for f in compiled.files], sha256=compiled.primary.sha256,
         size=sum(f.size for f in compiled.files), kwargs=struct(kwargs), tool_versions=tool_versions,
-        validation=validation, triton_platform=compiled.output.triton_platform,
+        validation=validation, triton_platform=compiled.output.triton_platform, signature=signature,
     )

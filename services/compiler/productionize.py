@@ -1,9 +1,10 @@
-"""`ProductionizeHandler`: an eager model -> compile -> validate -> store -> Triton entry -> register.
+"""`ProductionizeHandler`: an eager model -> compile -> validate -> sign -> store -> Triton entry -> register.
 
 A lifecycle handler like the artifact handlers: `policy_check` before any work, and one "compile"
 lineage event (source artifact -> compiled artifact) after the record is registered. Nothing reaches
 the object store before validation passed; objects are content-addressed and write-once, so a failure
-after storing leaves only unreferenced blobs, never a registered record without its files.
+after storing leaves only unreferenced blobs, never a registered record without its files. The record
+carries the mesh signer's bundle over exactly its listed files; serving verifies it before loading.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from services.compiler.signature import ModelSignature
 from services.compiler.triton_config import CONFIG_FILE, write_entry
 from services.compiler.validation import ValidationPolicy
 from services.core.artifacts.handlers import MLOpsHandler
+from services.core.artifacts.signing import ArtifactSigner, signature_message
 from services.core.artifacts.store import StoreHandler
 from services.core.auth.policy import COMPILER_COMPILE
 from services.core.lineage import LineageBus, LineageEvent, artifact_entity, compiled_entity
@@ -76,11 +78,13 @@ def entry_name(artifact: common_pb2.Artifact, target: str, digest: str) -> str:
 
 
 class ProductionizeHandler(MLOpsHandler):
-    def __init__(self, lane: CompileLane, store: StoreHandler, registry: RegistryPort, bus: LineageBus, *,
-                 triton_root: Path | None, scope: str = COMPILER_COMPILE, service: str = "compiler") -> None:
+    def __init__(self, lane: CompileLane, store: StoreHandler, signer: ArtifactSigner, registry: RegistryPort,
+                 bus: LineageBus, *, triton_root: Path | None, scope: str = COMPILER_COMPILE,
+                 service: str = "compiler") -> None:
         super().__init__(bus, service=service)
         self.lane = lane
         self.store = store
+        self.signer = signer
         self.registry = registry
         self.triton_root = triton_root
         self.scope = scope
@@ -102,6 +106,8 @@ class ProductionizeHandler(MLOpsHandler):
         source_id = job.source.id
         weights = source_weights_size(job.source)
         metrics = {**compiled.metrics, "size_ratio": compiled.model_size / weights if weights else 0.0}
+        # Signed after validation, over exactly the files the record lists (what serving will verify).
+        bundle = await asyncio.to_thread(self.signer.sign_files, entry, [f.path for f in compiled.files])
         await stages.enter("store", f"{len(compiled.files)} files")
         for f in compiled.files:
             await self.store.put_file(entry / f.path, expected_sha256=f.sha256, lineage={
@@ -109,7 +115,8 @@ class ProductionizeHandler(MLOpsHandler):
         triton_entry = await asyncio.to_thread(self._write_triton_entry, job, compiled)
         await stages.enter("register", compiled.primary.sha256)
         message = converters.compiled_message(source_id, job.compiler.alias, job.target, compiled,
-                                              job.recorded_kwargs, metrics)
+                                              job.recorded_kwargs, metrics,
+                                              signature=signature_message(self.signer, bundle))
         registered = await self.registry.register_compiled(message)
         await self.bus.emit(LineageEvent(
             operation="compile", actor=principal.subject, inputs=[artifact_entity(source_id)],

@@ -111,11 +111,12 @@ async def build_compiler(
     # The Compile caller's compiler.compile scope is what the handlers check: the compiler acts for it.
     store = StoreHandler(ObjectStore.from_url(mesh.object_store_url, s3_options=object_store), bus,
                          write_scope=policy.COMPILER_COMPILE, read_scope=policy.COMPILER_COMPILE, service=SERVICE)
-    loader = LoadHandler(store, ArtifactSigner(artifacts, mesh.home), artifacts, artifacts.cache_root(mesh.home), bus,
+    signer = ArtifactSigner(artifacts, mesh.home)  # verifies what it loads, signs what it compiles
+    loader = LoadHandler(store, signer, artifacts, artifacts.cache_root(mesh.home), bus,
                          scope=policy.COMPILER_COMPILE, service=SERVICE)
     catalog = CompilerCatalog.build(compiler)
     lane = CompileLane()
-    productionize = ProductionizeHandler(lane, store, registry, bus, triton_root=compiler.triton_root(mesh),
+    productionize = ProductionizeHandler(lane, store, signer, registry, bus, triton_root=compiler.triton_root(mesh),
                                          service=SERVICE)
     pipeline = CompilePipeline(runner=runner, catalog=catalog, registry=registry, loader=loader,
                                productionize=productionize, lane=lane, settings=compiler,

@@ -44,7 +44,7 @@ def compiled(c: common_pb2.CompiledArtifact) -> dict[str, Any]:
     v = c.validation
     return {"id": c.id, "source_artifact_id": c.source_artifact_id, "compiler": c.compiler, "target": c.target,
             "sha256": c.sha256, "size": int(c.size), "triton_platform": c.triton_platform,
-            "tool_versions": dict(c.tool_versions),
+            "signed": bool(c.signature.bundle), "tool_versions": dict(c.tool_versions),
             "validation": {"passed": v.passed, "warned": v.warned, "batch_sizes": list(v.batch_sizes),
                            "max_abs_error": v.max_abs_error, "max_rel_error": v.max_rel_error,
                            "accuracy_delta": v.accuracy_delta, "size_ratio": v.size_ratio},

@@ -1,4 +1,7 @@
-"""CompiledCatalog: the records of ml_compiled_artifacts, each tied to the artifact it was compiled from."""
+"""CompiledCatalog: the records of ml_compiled_artifacts, each tied to the artifact it was compiled from.
+
+Every record carries its producer's signature bundle over exactly its files; one without is refused (the
+compiler, the only producer, always signs). The registry stores the bundle; serving verifies it."""
 
 from __future__ import annotations
 
@@ -16,15 +19,16 @@ from services.core.canonical import CONTENT_ID, find_non_finite
 from services.core.db.schema import artifacts, as_utc, ml_compiled_artifacts
 from services.core.errors import InvalidArgument, NotFound
 from services.core.lineage import LineageBus, LineageEvent, artifact_entity, compiled_entity
-from services.registry.records import CompiledRecord, Page
+from services.registry.records import CompiledRecord, Page, SignatureData
 
 class CompiledCatalog:
     def __init__(self, engine: AsyncEngine, bus: LineageBus) -> None:
         self._engine = engine
         self._bus = bus
 
-    async def register(self, data: dict[str, Any], *, actor: str) -> CompiledRecord:
-        """Registers a compiler's output (idempotent on its content id)."""
+    async def register(self, data: dict[str, Any], *, signature: SignatureData | None, actor: str) -> CompiledRecord:
+        """Registers a compiler's output (idempotent on its content id; a record stored without a signature,
+        from before signing, takes the first one it is registered again with)."""
         source = data.get("source_artifact_id", "")
         if not CONTENT_ID.match(source):
             raise InvalidArgument("must be an artifact id 'sha256:<hex>'", field="compiled.source_artifact_id")
@@ -41,20 +45,27 @@ class CompiledCatalog:
         record_id = compiled_content_id(source, compiler, target, files, kwargs)
         if data.get("id") and data["id"] != record_id:
             raise InvalidArgument(f"does not match the content id {record_id}", field="compiled.id")
+        if signature is None or not signature.bundle:
+            raise InvalidArgument("is required: the compiler's signature bundle over the compiled files",
+                                  field="compiled.signature")
         async with self._engine.begin() as conn:
             if (await conn.execute(sa.select(artifacts.c.id).where(artifacts.c.id == source))).first() is None:
                 raise NotFound(f"no artifact {source}", field="compiled.source_artifact_id")
-            exists = (
-                await conn.execute(sa.select(ml_compiled_artifacts.c.id).where(ml_compiled_artifacts.c.id == record_id))
-            ).first()
-            if exists is None:
+            table = ml_compiled_artifacts
+            exists = (await conn.execute(sa.select(table.c.id).where(table.c.id == record_id))).first()
+            signed = {"signature_media_type": signature.media_type, "signature_bundle": signature.bundle,
+                      "signature_key_id": signature.key_id}
+            if exists is not None:
+                await conn.execute(table.update().where(table.c.id == record_id, table.c.signature_bundle.is_(None))
+                                   .values(**signed))
+            else:
                 try:
                     await conn.execute(
                         ml_compiled_artifacts.insert().values(
                             id=record_id, source_artifact_id=source, compiler=compiler, target=target,
                             sha256=sha256, size=sum(f["size"] for f in files), files=files, kwargs=kwargs,
                             tool_versions=dict(data.get("tool_versions") or {}), validation=validation,
-                            triton_platform=data.get("triton_platform", ""), created_by=actor,
+                            triton_platform=data.get("triton_platform", ""), **signed, created_by=actor,
                             created_at=datetime.now(UTC),
                         )
                     )
@@ -133,5 +144,7 @@ def _record(row: Any) -> CompiledRecord:
         files=tuple(ManifestFile.model_validate(f) for f in row.files), sha256=row.sha256, size=row.size,
         kwargs=dict(row.kwargs or {}), tool_versions=dict(row.tool_versions or {}),
         validation=dict(row.validation or {}), triton_platform=row.triton_platform or "",
+        signature=(SignatureData(row.signature_media_type or "", bytes(row.signature_bundle), row.signature_key_id or "")
+                   if row.signature_bundle is not None else None),
         created_by=row.created_by or "", created_at=as_utc(row.created_at),
     )

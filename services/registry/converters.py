@@ -62,7 +62,9 @@ def signature_data(signature: common_pb2.Signature) -> records.SignatureData | N
 
 
 def compiled_dict(compiled: common_pb2.CompiledArtifact) -> dict[str, Any]:
+    """The record's fields; its signature travels separately (`signature_data`)."""
     data = message_dict(compiled)
+    data.pop("signature", None)
     data["files"] = files_list(compiled.files)
     data["kwargs"] = struct_dict(compiled.kwargs)
     data["validation"] = message_dict(compiled.validation) if compiled.HasField("validation") else {}
@@ -86,6 +88,10 @@ def _files(files) -> list[common_pb2.ArtifactFile]:
     return [common_pb2.ArtifactFile(path=f.path, sha256=f.sha256, size=f.size, media_type=f.media_type) for f in files]
 
 
+def _signature(record: records.SignatureData) -> common_pb2.Signature:
+    return common_pb2.Signature(media_type=record.media_type, bundle=record.bundle, key_id=record.key_id)
+
+
 def artifact(record: records.ArtifactRecord) -> common_pb2.Artifact:
     manifest = record.manifest
     message = common_pb2.Artifact(
@@ -99,11 +105,7 @@ def artifact(record: records.ArtifactRecord) -> common_pb2.Artifact:
         created_at=timestamp(record.created_at),
     )
     if record.signature:
-        message.signature.CopyFrom(
-            common_pb2.Signature(
-                media_type=record.signature.media_type, bundle=record.signature.bundle, key_id=record.signature.key_id
-            )
-        )
+        message.signature.CopyFrom(_signature(record.signature))
     return message
 
 
@@ -116,6 +118,7 @@ def compiled(record: records.CompiledRecord) -> common_pb2.CompiledArtifact:
         kwargs=struct(record.kwargs), tool_versions=record.tool_versions, validation=validation,
         triton_platform=record.triton_platform, created_by=record.created_by,
         created_at=timestamp(record.created_at),
+        signature=_signature(record.signature) if record.signature else None,
     )
 
 

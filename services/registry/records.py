@@ -46,6 +46,7 @@ class CompiledRecord:
     tool_versions: dict[str, str]
     validation: dict[str, Any]
     triton_platform: str
+    signature: SignatureData | None   # the compiler's bundle over exactly `files` (None: an older record)
     created_by: str
     created_at: datetime
 

@@ -64,7 +64,10 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     # ---- compiled artifacts ----
 
     async def RegisterCompiledArtifact(self, request, context):
-        return cv.compiled(await self._d.compiled.register(cv.compiled_dict(request.compiled), actor=_actor()))
+        record = await self._d.compiled.register(
+            cv.compiled_dict(request.compiled), signature=cv.signature_data(request.compiled.signature), actor=_actor()
+        )
+        return cv.compiled(record)
 
     async def GetCompiledArtifact(self, request, context):
         return cv.compiled(await self._d.compiled.get(request.id))

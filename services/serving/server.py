@@ -208,7 +208,8 @@ async def build_serving(
         placement = ExecutorPlacement(serving.executor, target, reason)
         manager = SessionManager(ml, bus, rule_packs=RulePackLoader(serving.rules_dir),
                                  executor_kind=placement.default_kind, actor=SERVICE)
-        resolver = ModelResolver(registry, kit.cache, kit.store, artifacts.cache_root(mesh.home) / "compiled")
+        resolver = ModelResolver(registry, kit.cache, kit.store, kit.signer,
+                                 artifacts.cache_root(mesh.home) / "compiled")
         deployer = Deployer(manager, resolver, placement, ml)
         metrics = ServiceMetrics.build(SERVICE, observability, topology.services.get(SERVICE))
         if metrics is not None:  # read at scrape time: the request path pays only the RPC series

@@ -6,6 +6,7 @@ lineage, and laid out as a valid Triton entry. Bad requests get their status and
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from services.core.artifacts.store import StoreHandler
 from services.core.auth.policy import ALL_SCOPES
 from services.core.auth.principal import Principal, reset_principal, set_principal
 from services.core.auth.tokens import TokenIssuer
+from services.core.errors import IntegrityError
 from services.core.grpc.interceptor import ERROR_FIELD_KEY
 from services.core.lineage import LineageBus
 from services.core.settings import ArtifactSettings, AuthSettings, MeshSettings, ObservabilitySettings, ServerSettings
@@ -123,7 +125,7 @@ async def saved_model(mesh: Mesh, name: str):
     return model, artifact
 
 
-async def test_compile_end_to_end(mesh):
+async def test_compile_end_to_end(mesh, tmp_path):
     _, artifact = await saved_model(mesh, "lstm")
     before = mesh.objects()
     op = await mesh.compiler.Compile(compiler_pb2.CompileRequest(
@@ -149,6 +151,17 @@ async def test_compile_end_to_end(mesh):
     # Registered, stored write-once, and nothing else stored.
     assert await mesh.compiled_of(artifact.id) == [compiled]
     assert {f.sha256 for f in compiled.files} == mesh.objects() - before
+    # Signed by the mesh's signer over exactly the listed files, as stored: the bundle verifies over them.
+    signer = ArtifactSigner(ArtifactSettings(), mesh.settings.home)
+    assert compiled.signature.bundle and compiled.signature == signature_message(signer, compiled.signature.bundle)
+    stored = tmp_path / "stored"
+    for f in compiled.files:
+        (stored / f.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(mesh.settings.home / "objects" / "sha256" / f.sha256, stored / f.path)
+    signer.verify_files(stored, [f.path for f in compiled.files], compiled.signature.bundle)
+    (stored / "config.pbtxt").write_text((stored / "config.pbtxt").read_text() + "\n")
+    with pytest.raises(IntegrityError, match="signature verification failed"):
+        signer.verify_files(stored, [f.path for f in compiled.files], compiled.signature.bundle)
     # Lineage: a "compile" event from the artifact to the compiled output, tied to the operation.
     graph = await mesh.registry.GetLineage(registry_pb2.GetLineageRequest(
         entity=f"compiled:{compiled.id}", direction=registry_pb2.LINEAGE_DIRECTION_UPSTREAM),

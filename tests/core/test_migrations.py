@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from services.core.db.migrate import MIGRATIONS_DIR, alembic_config, current_rev
 from services.core.db.migration_lock import check, record
 
 ROOT = Path(__file__).resolve().parents[2]
+HEAD = "0002"
 
 
 async def _diff(engine, target: sa.MetaData) -> list:
@@ -29,7 +31,7 @@ async def _diff(engine, target: sa.MetaData) -> list:
 
 
 async def test_migrated_schema_matches_metadata(engine):
-    assert await current_revision(engine) == "0001"
+    assert await current_revision(engine) == HEAD
     assert await _diff(engine, metadata) == []
 
 
@@ -42,12 +44,39 @@ async def test_the_comparison_would_catch_a_drift(engine):
     assert [entry[0] for entry in diff] == ["add_column"]
 
 
+async def test_0002_keeps_older_compiled_records_unsigned(database_url):
+    """Rows registered before 0002 survive it with no signature (serving refuses them until recompiled)."""
+    engine = make_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0001"))
+            await conn.execute(sa.text(
+                "INSERT INTO artifacts (id, name, manifest_json, framework, format, total_size, labels, source_uri, "
+                "signature_media_type, signature_bundle, signature_key_id, created_by, created_at) VALUES "
+                "('sha256:a', 'a', '{}', 'torch', 'safetensors', 1, '{}', 'local', '', NULL, '', 't', :now)"
+            ), {"now": datetime.now(UTC)})
+            await conn.execute(sa.text(
+                "INSERT INTO ml_compiled_artifacts (id, source_artifact_id, compiler, target, sha256, size, files, "
+                "kwargs, tool_versions, validation, triton_platform, created_by, created_at) VALUES "
+                "('sha256:c', 'sha256:a', 'onnx', 'onnx', 'x', 1, '[]', '{}', '{}', '{}', '', 't', :now)"
+            ), {"now": datetime.now(UTC)})
+        await upgrade_to_head(engine)
+        assert await current_revision(engine) == HEAD
+        async with engine.connect() as conn:
+            row = (await conn.execute(sa.text(
+                "SELECT signature_media_type, signature_bundle, signature_key_id FROM ml_compiled_artifacts"
+            ))).one()
+        assert tuple(row) == ("", None, "")
+    finally:
+        await engine.dispose()
+
+
 async def test_concurrent_upgrades_from_many_engines(database_url):
     engines = [make_engine(database_url) for _ in range(4)]
     try:
         await asyncio.gather(*(upgrade_to_head(e) for e in engines))
         await upgrade_to_head(engines[0])  # and once more: nothing left to do
-        assert {await current_revision(e) for e in engines} == {"0001"}
+        assert {await current_revision(e) for e in engines} == {HEAD}
         assert await _diff(engines[0], metadata) == []
     finally:
         for e in engines:
@@ -73,7 +102,7 @@ async def test_alembic_command_line_uses_mesh_settings(database_url):
     assert done.returncode == 0, done.stderr
     engine = make_engine(database_url)
     try:
-        assert await current_revision(engine) == "0001"
+        assert await current_revision(engine) == HEAD
     finally:
         await engine.dispose()
 
@@ -117,10 +146,10 @@ def test_a_deleted_migration_is_reported(tmp_path):
 def test_a_new_migration_must_be_recorded_and_record_only_appends(tmp_path):
     copy = _copy(tmp_path)
     before = (copy / "LOCK").read_text()
-    (copy / "versions" / "0002_more.py").write_text('revision = "0002"\n')
-    assert check(copy) == ["versions/0002_more.py: not in LOCK (run scripts/migration_lock.py --record)"]
+    (copy / "versions" / "0099_more.py").write_text('revision = "0099"\n')
+    assert check(copy) == ["versions/0099_more.py: not in LOCK (run scripts/migration_lock.py --record)"]
     added = record(copy)
-    assert len(added) == 1 and added[0].endswith("  versions/0002_more.py")
+    assert len(added) == 1 and added[0].endswith("  versions/0099_more.py")
     after = (copy / "LOCK").read_text()
     assert after.startswith(before) and after == before + added[0] + "\n"
     assert check(copy) == []
@@ -128,9 +157,10 @@ def test_a_new_migration_must_be_recorded_and_record_only_appends(tmp_path):
 
 def test_a_malformed_lock_line_is_reported(tmp_path):
     copy = _copy(tmp_path)
+    line = len((copy / "LOCK").read_text().splitlines()) + 1
     with (copy / "LOCK").open("a") as lock:
         lock.write("nonsense\n")
-    assert [p for p in check(copy) if p.startswith("LOCK:2:")]
+    assert [p for p in check(copy) if p.startswith(f"LOCK:{line}:")]
 
 
 def _lock_cli():
@@ -148,9 +178,9 @@ def test_cli_runs_as_a_script_on_the_repository():
 def test_cli_check_and_record(tmp_path, capsys):
     main, copy = _lock_cli(), _copy(tmp_path)
     assert main(["--check", "--migrations", str(copy)]) == 0
-    (copy / "versions" / "0002_more.py").write_text('revision = "0002"\n')
+    (copy / "versions" / "0099_more.py").write_text('revision = "0099"\n')
     assert main(["--check", "--migrations", str(copy)]) == 1
-    assert "versions/0002_more.py: not in LOCK" in capsys.readouterr().err
+    assert "versions/0099_more.py: not in LOCK" in capsys.readouterr().err
     assert main(["--record", "--migrations", str(copy)]) == 0
     assert "recorded" in capsys.readouterr().out
     assert main(["--check", "--migrations", str(copy)]) == 0

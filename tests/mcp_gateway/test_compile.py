@@ -36,6 +36,7 @@ async def test_compile_with_progress_then_serve_the_output(make_gateway, compile
         compiled = result.structured_content["compiled"]
         assert compiled["source_artifact_id"] == alpha.id and compiled["compiler"] == "onnx"
         assert compiled["triton_platform"] == "onnxruntime_onnx" and compiled["validation"]["passed"]
+        assert compiled["signed"]  # the compiler signed it; serving verifies it on deploy
         assert [v for v, _ in seen] == sorted(v for v, _ in seen) and seen
         assert {m.split(":")[0] for _, m in seen} <= {"pending", "load", "export", "validate", "store", "register"}
 

@@ -9,9 +9,10 @@ import grpc
 import pytest
 
 from mlmesh.v1 import common_pb2, registry_pb2_grpc
+from services.core.artifacts.signing import ArtifactSigner, signature_message
 from services.core.auth.policy import ALL_SCOPES
 from services.core.auth.tokens import TokenIssuer
-from services.core.settings import AuthSettings, MeshSettings, ServerSettings
+from services.core.settings import ArtifactSettings, AuthSettings, MeshSettings, ServerSettings
 from services.registry.server import build_registry
 
 SEED_MODELS = ("regime_classifier", "alpha_bull", "alpha_bear", "alpha_sideways", "price_forecaster", "news_sentiment")
@@ -32,6 +33,29 @@ def manifest(seed: str, files: int = 2) -> common_pb2.Manifest:
     message = common_pb2.Manifest(files=entries, framework="torch", format="safetensors")
     message.metadata.update({"seed": seed, "layers": [4, 8, 1]})
     return message
+
+
+def write_files(seed: str, folder: Path, files: int = 2) -> Path:
+    """The bytes `manifest(seed, files)` describes, written under `folder`."""
+    for index in range(files):
+        path = folder / f"weights/part{index}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"{seed}-{index}".encode())
+    return folder
+
+
+@pytest.fixture
+def sign(mesh_settings, tmp_path):
+    """sign(seed, files) -> a Signature by the mesh's signer over the files `manifest(seed, files)` lists."""
+    signer = ArtifactSigner(ArtifactSettings(), mesh_settings.home)
+
+    def make(seed: str, files: int = 2) -> common_pb2.Signature:
+        folder = write_files(seed, tmp_path / "signed" / seed, files)
+        paths = [f.path for f in manifest(seed, files).files]
+        return signature_message(signer, signer.sign_files(folder, paths))
+
+    make.signer = signer
+    return make
 
 
 @pytest.fixture

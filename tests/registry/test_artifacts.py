@@ -6,6 +6,7 @@ import pytest
 from mlmesh.v1 import common_pb2, registry_pb2
 from services.core.artifacts.manifest import parse_manifest
 from services.core.artifacts.messages import manifest_dict
+from services.core.db.schema import ml_compiled_artifacts
 from tests.registry.conftest import manifest
 
 
@@ -141,13 +142,14 @@ async def test_bad_page_token_and_alias_to_unknown_artifact(stub):
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_compiled_artifacts_are_recorded_against_their_source(stub):
+async def test_compiled_artifacts_are_recorded_against_their_source(stub, sign, tmp_path):
     source = await stub.RegisterArtifact(registry_pb2.RegisterArtifactRequest(manifest=manifest("src"), name="src"))
     out = manifest("onnx", files=1).files
+    signature = sign("onnx", files=1)
     compiled = common_pb2.CompiledArtifact(
         source_artifact_id=source.id, compiler="onnx", target="onnx", files=out, tool_versions={"torch": "2.13.0"},
         validation=common_pb2.ValidationMetrics(batch_sizes=[1, 7, 64], max_abs_error=3e-7, passed=True),
-        triton_platform="onnxruntime_onnx",
+        triton_platform="onnxruntime_onnx", signature=signature,
     )
     compiled.kwargs.update({"opset": 20})
     made = await stub.RegisterCompiledArtifact(registry_pb2.RegisterCompiledArtifactRequest(compiled=compiled))
@@ -159,11 +161,52 @@ async def test_compiled_artifacts_are_recorded_against_their_source(stub):
     assert [c.id for c in listed.compiled] == [made.id]
     got = await stub.GetCompiledArtifact(registry_pb2.GetCompiledArtifactRequest(id=made.id))
     assert got.kwargs["opset"] == 20 and got.triton_platform == "onnxruntime_onnx"
+    # The signature round-trips whole, and still verifies over the files the record lists.
+    assert made.signature == got.signature == listed.compiled[0].signature == signature
+    assert got.signature.key_id and got.signature.media_type == signature.media_type
+    sign.signer.verify_files(tmp_path / "signed" / "onnx", [f.path for f in got.files], got.signature.bundle)
 
 
-async def test_compiled_artifact_bad_inputs(stub):
+async def test_an_unsigned_compiled_artifact_is_refused(stub, sign):
+    source = await stub.RegisterArtifact(registry_pb2.RegisterArtifactRequest(manifest=manifest("src"), name="src"))
+    unsigned = common_pb2.CompiledArtifact(source_artifact_id=source.id, compiler="onnx",
+                                           files=manifest("onnx", files=1).files)
+    for record in (unsigned, common_pb2.CompiledArtifact(  # a Signature with no bundle is no signature
+            source_artifact_id=source.id, compiler="onnx", files=manifest("onnx", files=1).files,
+            signature=common_pb2.Signature(media_type="application/vnd.dev.sigstore.bundle.v0.3+json"))):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.RegisterCompiledArtifact(registry_pb2.RegisterCompiledArtifactRequest(compiled=record))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details().startswith("compiled.signature:")
+    listed = await stub.ListCompiledArtifacts(registry_pb2.ListCompiledArtifactsRequest(source_artifact_id=source.id))
+    assert list(listed.compiled) == []  # nothing was stored
+    unsigned.signature.CopyFrom(sign("onnx", files=1))
+    assert (await stub.RegisterCompiledArtifact(registry_pb2.RegisterCompiledArtifactRequest(compiled=unsigned))).id
+
+
+async def test_a_record_from_before_signing_takes_the_signature_it_is_registered_again_with(stub, sign, registry):
+    source = await stub.RegisterArtifact(registry_pb2.RegisterArtifactRequest(manifest=manifest("src"), name="src"))
+    first, second = sign("onnx", files=1), sign("onnx", files=1)  # ECDSA: two different bundles
+    assert first.bundle != second.bundle
+    record = common_pb2.CompiledArtifact(source_artifact_id=source.id, compiler="onnx",
+                                         files=manifest("onnx", files=1).files, signature=first)
+    made = await stub.RegisterCompiledArtifact(registry_pb2.RegisterCompiledArtifactRequest(compiled=record))
+    record.signature.CopyFrom(second)  # a signed record keeps the signature it was registered with
+    again = await stub.RegisterCompiledArtifact(registry_pb2.RegisterCompiledArtifactRequest(compiled=record))
+    assert again.id == made.id and again.signature == first
+    async with registry.engine.begin() as conn:  # as migration 0002 leaves an older record
+        await conn.execute(ml_compiled_artifacts.update().values(
+            signature_media_type="", signature_bundle=None, signature_key_id=""))
+    got = await stub.GetCompiledArtifact(registry_pb2.GetCompiledArtifactRequest(id=made.id))
+    assert not got.HasField("signature")
+    again = await stub.RegisterCompiledArtifact(registry_pb2.RegisterCompiledArtifactRequest(compiled=record))
+    assert again.id == made.id and again.signature == second
+
+
+async def test_compiled_artifact_bad_inputs(stub, sign):
     out = manifest("c", files=1).files
-    unknown = common_pb2.CompiledArtifact(source_artifact_id="sha256:" + "2" * 64, compiler="onnx", files=out)
+    unknown = common_pb2.CompiledArtifact(source_artifact_id="sha256:" + "2" * 64, compiler="onnx", files=out,
+                                          signature=sign("c", files=1))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.RegisterCompiledArtifact(registry_pb2.RegisterCompiledArtifactRequest(compiled=unknown))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND

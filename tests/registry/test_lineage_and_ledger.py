@@ -8,7 +8,7 @@ from tests.registry.conftest import manifest
 from tests.registry.test_skills_service import register_seed_models, seed_yaml
 
 
-async def _chain(stub):
+async def _chain(stub, sign):
     """source -> artifact -> compiled, plus a skill that locks the artifact."""
     source = "hf://org/tiny@0123456789abcdef0123456789abcdef01234567"
     artifact = await stub.RegisterArtifact(
@@ -17,15 +17,16 @@ async def _chain(stub):
     compiled = await stub.RegisterCompiledArtifact(
         registry_pb2.RegisterCompiledArtifactRequest(
             compiled=common_pb2.CompiledArtifact(
-                source_artifact_id=artifact.id, compiler="onnx", files=manifest("lin-onnx", files=1).files
+                source_artifact_id=artifact.id, compiler="onnx", files=manifest("lin-onnx", files=1).files,
+                signature=sign("lin-onnx", files=1),
             )
         )
     )
     return source, artifact, compiled
 
 
-async def test_lineage_walks_up_and_down(stub):
-    source, artifact, compiled = await _chain(stub)
+async def test_lineage_walks_up_and_down(stub, sign):
+    source, artifact, compiled = await _chain(stub, sign)
     down = await stub.GetLineage(
         registry_pb2.GetLineageRequest(entity=artifact.id, direction=registry_pb2.LINEAGE_DIRECTION_DOWNSTREAM)
     )
@@ -46,8 +47,8 @@ async def test_lineage_walks_up_and_down(stub):
     assert f"source:{source}" not in {n.entity for n in shallow.nodes}
 
 
-async def test_recorded_events_join_the_graph(stub):
-    _, artifact, _ = await _chain(stub)
+async def test_recorded_events_join_the_graph(stub, sign):
+    _, artifact, _ = await _chain(stub, sign)
     event = registry_pb2.LineageEvent(
         operation="deploy", inputs=[f"artifact:{artifact.id}"], outputs=["session:s-1"], service="serving"
     )

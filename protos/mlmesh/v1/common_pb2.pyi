@@ -114,7 +114,7 @@ class ValidationMetrics(_message.Message):
     def __init__(self, batch_sizes: _Optional[_Iterable[int]] = ..., max_abs_error: _Optional[float] = ..., max_rel_error: _Optional[float] = ..., tolerance_abs: _Optional[float] = ..., tolerance_rel: _Optional[float] = ..., passed: _Optional[bool] = ..., warned: _Optional[bool] = ..., accuracy_delta: _Optional[float] = ..., size_ratio: _Optional[float] = ...) -> None: ...
 
 class CompiledArtifact(_message.Message):
-    __slots__ = ("id", "source_artifact_id", "compiler", "target", "files", "sha256", "size", "kwargs", "tool_versions", "validation", "triton_platform", "created_by", "created_at")
+    __slots__ = ("id", "source_artifact_id", "compiler", "target", "files", "sha256", "size", "kwargs", "tool_versions", "validation", "triton_platform", "created_by", "created_at", "signature")
     class ToolVersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +135,7 @@ class CompiledArtifact(_message.Message):
     TRITON_PLATFORM_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     id: str
     source_artifact_id: str
     compiler: str
@@ -148,7 +149,8 @@ class CompiledArtifact(_message.Message):
     triton_platform: str
     created_by: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., source_artifact_id: _Optional[str] = ..., compiler: _Optional[str] = ..., target: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ArtifactFile, _Mapping]]] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., kwargs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tool_versions: _Optional[_Mapping[str, str]] = ..., validation: _Optional[_Union[ValidationMetrics, _Mapping]] = ..., triton_platform: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    signature: Signature
+    def __init__(self, id: _Optional[str] = ..., source_artifact_id: _Optional[str] = ..., compiler: _Optional[str] = ..., target: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ArtifactFile, _Mapping]]] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., kwargs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tool_versions: _Optional[_Mapping[str, str]] = ..., validation: _Optional[_Union[ValidationMetrics, _Mapping]] = ..., triton_platform: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signature: _Optional[_Union[Signature, _Mapping]] = ...) -> None: ...
 
 class PageRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

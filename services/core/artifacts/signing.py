@@ -4,9 +4,11 @@ What a signature covers: every regular file in the folder, by path and SHA-256, 
 That is exactly the manifest's files, `.sha256` sidecars included. model_signing by default skips
 git files (.gitattributes, .gitignore, .git/, .github/); that is turned off on both sides, so a pulled
 repo's `.gitattributes` is signed like any other file and a file dropped into a cached folder (of any
-name) makes verification fail with "Extra files found". The bundle itself never lives in the folder:
-`sign` returns its bytes and `verify` takes them, so it cannot sign or invalidate itself. Manifest
-metadata is bound by the artifact id (the manifest's content hash), not by the signature.
+name) makes verification fail with "Extra files found". `sign_files` / `verify_files` cover exactly a
+list of paths instead (a compiled artifact's record lists its files; its entry folder may hold others).
+The bundle itself never lives in the folder: `sign` returns its bytes and `verify` takes them, so it
+cannot sign or invalidate itself. Manifest metadata is bound by the artifact id (the manifest's content
+hash), not by the signature; a compiled record's parameters likewise by its content id.
 
 Default mode: a local EC P-256 key at $MLMESH_HOME/keys/signing.pem (made on first use, 0600) with its
 public key beside it (signing.pub.pem); other signers' public keys can be trusted through settings.
@@ -18,8 +20,11 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import tempfile
-from pathlib import Path
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 
 from cryptography.hazmat.primitives import serialization
 
@@ -88,6 +93,16 @@ class ArtifactSigner:
                     problems.append(f"{type(exc).__name__}: {exc}")
         raise IntegrityError(f"signature verification failed for {folder.name}: {'; '.join(problems)}")
 
+    def sign_files(self, folder: Path, paths: Iterable[str]) -> bytes:
+        """The bundle over exactly `paths` (relative, "/"-separated) of `folder`, whatever else it holds."""
+        with file_view(folder, paths) as view:
+            return self.sign(view)
+
+    def verify_files(self, folder: Path, paths: Iterable[str], bundle: bytes) -> None:
+        """IntegrityError unless `bundle` signs exactly `paths` of `folder` (other files there are not looked at)."""
+        with file_view(folder, paths) as view:
+            self.verify(view, bundle)
+
     def ensure_local_key(self) -> None:
         """The local signing key (0600) and its public key beside it, made when absent."""
         key = load_or_create_issuer_key(self.private_key_path)
@@ -117,6 +132,31 @@ class ArtifactSigner:
 
         # Sign every file: no git-path exemptions (see the module docstring).
         return hashing.Config().set_ignored_paths(paths=[], ignore_git_paths=False)
+
+
+@contextmanager
+def file_view(folder: Path, paths: Iterable[str]) -> Iterator[Path]:
+    """A temporary folder beside `folder` holding exactly `paths` of it (hard links; copies where linking
+    fails), so a signature covers a record's listed files and no others (a compiled entry's folder may hold
+    more). A path that is absolute, climbs out, or is not a regular file there is an IntegrityError."""
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory(prefix=".mlmesh-view-", dir=folder.parent) as tmp:
+        view = Path(tmp) / folder.name
+        view.mkdir()
+        for path in paths:
+            relative = PurePosixPath(path)
+            if relative.is_absolute() or not relative.parts or ".." in relative.parts:
+                raise IntegrityError(f"{path!r} is not a relative path inside {folder.name}")
+            source = folder.joinpath(*relative.parts)
+            if source.is_symlink() or not source.is_file():
+                raise IntegrityError(f"{path} of {folder.name} is missing or not a regular file")
+            target = view.joinpath(*relative.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+        yield view
 
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"

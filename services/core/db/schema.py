@@ -89,6 +89,10 @@ ml_compiled_artifacts = sa.Table(
     _json("tool_versions"),
     _json("validation"),
     sa.Column("triton_platform", sa.String(64), nullable=False),
+    # The compiler's signature bundle over exactly `files` (migration 0002; NULL on older records).
+    sa.Column("signature_media_type", sa.String(200), nullable=False, server_default=""),
+    sa.Column("signature_bundle", sa.LargeBinary, nullable=True),
+    sa.Column("signature_key_id", sa.String(200), nullable=False, server_default=""),
     _actor(),
     _time("created_at"),
 )

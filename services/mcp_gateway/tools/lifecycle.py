@@ -83,6 +83,7 @@ class Compiled(Result):
     sha256: str
     size: int
     triton_platform: str
+    signed: bool = Field(description="Carries the compiler's signature; serving verifies it before loading.")
     tool_versions: dict[str, str]
     validation: CompiledValidation
     created_at: str

@@ -6,9 +6,12 @@
   artifact (a snapshot: config.json, tokenizer files, safetensors) also gives its verified folder, whose
   other files are hashed again right before the backend reads them (a cache hit skips the LoadHandler);
 - compiled: the registry's record must hash to its id (files + what it was made from), its files are
-  fetched with their hashes checked, and the source artifact (whose manifest must hash to its id)
-  gives the metadata; ONNX, TorchScript (.pt) and AOTInductor (.pt2) outputs are served (TensorRT
-  plans need Triton's own backend);
+  fetched with their hashes checked, the record's signature bundle must verify over exactly those files
+  (a record and files forged consistently, unsigned or signed by an untrusted key, are refused before
+  anything is deserialised), and the source artifact (whose manifest must hash to its id) gives the
+  metadata; files the record does not list are removed from the folder, and Triton's repository entry
+  is copied from it; ONNX, TorchScript (.pt) and AOTInductor (.pt2) outputs are served (TensorRT plans
+  need Triton's own backend);
 - builtin: nothing to fetch.
 The registry is called with the service's own identity; the toolkit checks the Deploy caller's scope.
 """
@@ -16,6 +19,7 @@ The registry is called with the service's own identity; the toolkit checks the D
 from __future__ import annotations
 
 import asyncio
+import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,6 +32,7 @@ from services.core.artifacts.load import select_weights
 from services.core.artifacts.manifest import Manifest, ManifestFile, compiled_content_id
 from services.core.artifacts.messages import artifact_manifest, files_list
 from services.core.artifacts.objectstore import sha256_file
+from services.core.artifacts.signing import ArtifactSigner
 from services.core.artifacts.store import StoreHandler
 from services.core.clients.registry import RegistryClient
 from services.core.errors import FailedPrecondition, IntegrityError, InvalidArgument, NotFound
@@ -74,11 +79,24 @@ def _recheck_files(folder: Path, manifest: Manifest) -> None:
             raise IntegrityError(f"sha256 mismatch for {entry.path}: it changed after verification", field="model")
 
 
+def _prune(folder: Path, listed: set[str]) -> None:
+    """Remove whatever in a compiled folder its record does not list (nothing unverified sits beside the
+    verified files, e.g. a `<model>.onnx.data` that Triton's entry would copy along)."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_symlink() or (path.is_file() and relative not in listed):
+            path.unlink(missing_ok=True)
+        elif path.is_dir() and not any(p == relative or p.startswith(relative + "/") for p in listed):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 class ModelResolver:
-    def __init__(self, registry: RegistryClient, cache: CacheHandler, store: StoreHandler, compiled_root: Path) -> None:
+    def __init__(self, registry: RegistryClient, cache: CacheHandler, store: StoreHandler, signer: ArtifactSigner,
+                 compiled_root: Path) -> None:
         self._registry = registry
         self._cache = cache
         self._store = store
+        self._signer = signer
         self._compiled_root = Path(compiled_root)
 
     async def resolve(self, ref: ModelRef) -> ResolvedModel:
@@ -139,11 +157,22 @@ class ModelResolver:
         architecture_type(metadata)
         folder = self._compiled_root / record.id.removeprefix("sha256:")
         await asyncio.gather(*(self._materialise(folder, f) for f in files))
+        await asyncio.to_thread(_prune, folder, {f.path for f in files})
+        await self._verify_signature(record, folder, files)
         if suffix == ".onnx":
             return ResolvedModel(ref, ref.text, metadata, onnx_path=folder / primary.path)
         batch = kwargs.get("max_batch_size")
         return ResolvedModel(ref, ref.text, metadata, compiled_path=folder / primary.path,
                              compiled_max_batch_size=int(batch) if isinstance(batch, (int, float)) else 0)
+
+    async def _verify_signature(self, record: common_pb2.CompiledArtifact, folder: Path,
+                                files: list[ManifestFile]) -> None:
+        """The record's bundle must sign exactly its files as materialised in `folder` with a trusted key."""
+        try:
+            await asyncio.to_thread(self._signer.verify_files, folder, [f.path for f in files],
+                                    bytes(record.signature.bundle))
+        except IntegrityError as exc:
+            raise IntegrityError(f"compiled artifact {record.id}: {exc.message}", field="model") from None
 
     async def _materialise(self, folder: Path, entry: ManifestFile) -> None:
         """The file in `folder`, fetched verified, or already there and hashed again (a bad copy is removed)."""

@@ -96,11 +96,15 @@ class CompiledOutput:
     def model_file(self) -> Path:
         return self.compiled.entry / self.compiled.primary.path
 
-    def record(self, source_artifact_id: str):
+    def record(self, source_artifact_id: str, signer):
+        """The record the compiler registers, signed by `signer` over its files as the compiler signs them."""
         from services.compiler.converters import compiled_message
+        from services.core.artifacts.signing import signature_message
 
         metrics = {**self.compiled.metrics, "size_ratio": 0.0}
-        return compiled_message(source_artifact_id, "torchscript", self.target, self.compiled, self.kwargs, metrics)
+        bundle = signer.sign_files(self.compiled.entry, [f.path for f in self.compiled.files])
+        return compiled_message(source_artifact_id, "torchscript", self.target, self.compiled, self.kwargs, metrics,
+                                signature=signature_message(signer, bundle))
 
 
 _BUILT: dict[tuple[str, str], CompiledOutput] = {}

@@ -98,7 +98,7 @@ async def _register(publisher, source_id, output):
         for f in output.compiled.files:
             await publisher.kit.store.put_file(output.compiled.entry / f.path, expected_sha256=f.sha256,
                                                lineage={"artifact_id": source_id, "path": f.path})
-    return await publisher.client.register_compiled_artifact(output.record(source_id))
+    return await publisher.client.register_compiled_artifact(output.record(source_id, publisher.kit.signer))
 
 
 async def test_compiled_torchscript_and_aoti_outputs_are_served(client, publisher, published, alpha_predictor,
@@ -119,7 +119,7 @@ async def test_compiled_torchscript_and_aoti_outputs_are_served(client, publishe
 
 async def test_compiled_outputs_serving_cannot_run_are_refused(client, publisher, published, compile_model):
     output = compile_model("alpha", "pt")
-    record = output.record(published["alpha"])
+    record = output.record(published["alpha"], publisher.kit.signer)
     plan = record.files[-1]
     plan.path, record.sha256, record.target, record.triton_platform = "1/model.plan", plan.sha256, "plan", "tensorrt_plan"
     registered = await publisher.client.register_compiled_artifact(record)
