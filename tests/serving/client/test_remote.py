@@ -20,7 +20,7 @@ from services.serving.client import (
 from services.serving.interfaces import Analyzer, CallOptions, Classifier, Forecaster, Predictor, Segmenter
 from services.serving.interfaces.backends import segmenter_backend, torch_backend
 from services.serving.loading.metadata import serving_metadata
-from tests.serving.conftest import FEATURES, WINDOW
+from tests.serving.conftest import FEATURES, WINDOW, gated_segmenter
 from tests.serving.service.conftest import SUBJECT
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -83,8 +83,12 @@ async def test_errors_come_back_as_domain_errors(client, serving, published):
     with pytest.raises(InvalidArgument) as unsendable:
         await predictor.predict([["a", "b"]])
     assert unsendable.value.field == "rows"
-    with pytest.raises(DeadlineExceeded):
-        await predictor.predict(ROWS, options=CallOptions(timeout_s=1e-5))
+    gate = await gated_segmenter(serving.manager, "remote-held")
+    try:  # the model holds the batch past the call's deadline (a 10 µs one can beat gRPC's ms timers)
+        with pytest.raises(DeadlineExceeded):
+            await RemoteSegmenter("remote-held", client).segment(SERIES, options=CallOptions(timeout_s=0.05))
+    finally:
+        gate.go.set()
     with pytest.raises(NotFound):
         await RemotePredictor("remote-nobody", client).predict(ROWS)
 
