@@ -9,10 +9,14 @@ ModelInfer, a tiny MLP, one row, closed loop at each concurrency) against
                          (tokens, rules, continuous batching) in front of its Triton executor
   serving direct         serving's KServe v2 without Envoy (what Envoy adds vs what serving adds)
 
-Target: >= 0.9x Triton direct. Also times `mlmesh up` (registry, puller, compiler, serving, gateway, Envoy)
-from start to all-healthy, per service. Needs .triton-venv (make triton).
+Target: >= 0.9x Triton direct. Routes are measured in interleaved rounds (each round runs every route at each
+concurrency back to back, in alternating order), so a route's ratio in a round compares two runs seconds apart;
+the table gives the median of those per-round ratios and their spread, plus each Envoy's own CPU per request
+(what the front door costs, read from /proc) and the machine's load average (the load client, Triton and Envoy
+share its cores with whatever else runs there). Also times `mlmesh up` (registry, puller, compiler, serving,
+gateway, Envoy) from start to all-healthy, per service. Needs .triton-venv (make triton). About 3 minutes:
 
-    .venv/bin/python bench/mesh.py [--seconds 3] [--rounds 3] [--concurrency 1 8 64]
+    .venv/bin/python bench/mesh.py [--seconds 2] [--rounds 7] [--concurrency 1 8 64]
 """
 
 from __future__ import annotations
@@ -74,12 +78,37 @@ class Cell:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float | None = None   # CPU time of the route's proxy (Envoy) per answered request
 
 
-async def closed_loop(call, concurrency: int, seconds: float) -> Cell:
-    """`concurrency` callers, each sending its next request when the last one is answered."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def envoy_pid(config: Path) -> int | None:
+    """The pid of the Envoy started with `-c config` (the mesh's own, started by `mlmesh up`)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"envoy") and str(config).encode() in argv:
+            return int(proc.name)
+    return None
+
+
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
+
+
+async def closed_loop(call, concurrency: int, seconds: float, pid: int | None = None) -> Cell:
+    """`concurrency` callers, each sending its next request when the last one is answered; `pid`: a process
+    whose CPU time per request is measured over the run."""
     latencies: list[float] = []
     errors = 0
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     stop_at = time.perf_counter() + seconds
 
     async def caller() -> None:
@@ -98,7 +127,8 @@ async def closed_loop(call, concurrency: int, seconds: float) -> Cell:
     if not latencies:
         return Cell(0.0, float("nan"), float("nan"), errors)
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    return Cell(len(latencies) / elapsed, q[49] * 1e3, q[98] * 1e3, errors)
+    cpu_us = (cpu_seconds(pid) - cpu_before) / len(latencies) * 1e6 if pid else None
+    return Cell(len(latencies) / elapsed, q[49] * 1e3, q[98] * 1e3, errors, cpu_us)
 
 
 def write_topology(root: Path, triton_url: str) -> tuple[Path, dict[str, int]]:
@@ -154,50 +184,82 @@ async def publish_and_deploy(home: Path, ports: dict[str, int], issuer: TokenIss
     assert session.executor == serving_pb2.EXECUTOR_KIND_TRITON, session
 
 
-async def load(routes: dict[str, str], headers: dict[str, str], concurrency: list[int], seconds: float, rounds: int):
+@dataclass
+class Result:
+    """One route at one concurrency over the rounds."""
+
+    cell: Cell                 # the median round by throughput (its latencies are shown)
+    ratios: list[float]        # per round: this route's req/s / Triton direct's in the same round
+    cpu_us: float | None       # median over the rounds of the proxy's CPU per request
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+
+async def load(routes: dict[str, str], headers: dict[str, str], concurrency: list[int], seconds: float, rounds: int,
+               pids: dict[str, int]) -> dict[tuple[str, int], Result]:
     x = np.asarray([ROW], dtype=np.float32)
     tensor = InferInput("input", list(x.shape), "FP32")
     tensor.set_data_from_numpy(x)
     clients = {name: InferenceServerClient(url) for name, url in routes.items()}
-    cells: dict[tuple[str, int], Cell] = {}
+    base = next(iter(routes))
     try:
         answers = {name: (await c.infer(SESSION, [tensor], headers=headers)).as_numpy("output")
                    for name, c in clients.items()}
         first = next(iter(answers.values()))
         assert all(np.allclose(a, first, atol=1e-5) for a in answers.values()), answers
         runs: dict[tuple[str, int], list[Cell]] = {}
-        for _ in range(rounds):   # interleaved rounds: drift in the machine's load hits every route alike
+        # Interleaved rounds: drift in the machine's load hits every route alike; the order flips every round,
+        # so no route always runs right after another one (warm caches, a burst left over).
+        for round_ in range(rounds):
+            order = list(clients.items()) if round_ % 2 == 0 else list(clients.items())[::-1]
             for c in concurrency:
-                for name, client in clients.items():
+                for name, client in order:
                     runs.setdefault((name, c), []).append(await closed_loop(
-                        lambda client=client: client.infer(SESSION, [tensor], headers=headers), c, seconds))
-        for key, cells_of_key in runs.items():   # the median round by throughput stands for the cell
-            cells[key] = sorted(cells_of_key, key=lambda cell: cell.rps)[len(cells_of_key) // 2]
+                        lambda client=client: client.infer(SESSION, [tensor], headers=headers), c, seconds,
+                        pids.get(name)))
     finally:
         for client in clients.values():
             await client.close()
-    return cells
+    results = {}
+    for (name, c), cells in runs.items():
+        baseline = runs[base, c]
+        cpu = [cell.cpu_us for cell in cells if cell.cpu_us is not None]
+        results[name, c] = Result(
+            cell=sorted(cells, key=lambda cell: cell.rps)[len(cells) // 2],
+            ratios=[cell.rps / b.rps if b.rps else 0.0 for cell, b in zip(cells, baseline)],
+            cpu_us=statistics.median(cpu) if cpu else None)
+    return results
 
 
-def report(cells, routes: list[str], concurrency: list[int]) -> None:
-    table = Table(title="tritonclient.grpc.aio ModelInfer, tiny MLP, 1 row: req/s (p50 / p99 ms) and / Triton direct "
-                  "(median of the rounds)")
+def report(results: dict[tuple[str, int], Result], routes: list[str], concurrency: list[int], rounds: int) -> None:
+    table = Table(title=f"tritonclient.grpc.aio ModelInfer, tiny MLP, 1 row, {rounds} interleaved rounds: req/s "
+                  "(p50 / p99 ms) of the median round; / Triton direct: median of the per-round ratios "
+                  "[lowest-highest]")
     table.add_column("concurrency")
     for name in routes:
         table.add_column(name, justify="right")
     for c in concurrency:
-        base = cells[routes[0], c].rps
         row = [str(c)]
         for name in routes:
-            cell = cells[name, c]
-            ratio = f" = {cell.rps / base:.2f}x" if name != routes[0] and base else ""
-            errors = f" [{cell.errors} errors]" if cell.errors else ""
-            row.append(f"{cell.rps:,.0f} ({cell.p50_ms:.2f} / {cell.p99_ms:.2f}){ratio}{errors}")
+            result = results[name, c]
+            cell = result.cell
+            ratio = (f" {result.ratio:.2f}x [{min(result.ratios):.2f}-{max(result.ratios):.2f}]"
+                     if name != routes[0] else "")
+            errors = f" ({cell.errors} errors)" if cell.errors else ""
+            row.append(f"{cell.rps:,.0f} ({cell.p50_ms:.2f}/{cell.p99_ms:.2f}){ratio}{errors}")
         table.add_row(*row)
     console.print(table)
+    for name in routes:
+        cpu = [results[name, c].cpu_us for c in concurrency]
+        if all(value is not None for value in cpu):
+            console.print(f"  {name}: Envoy CPU per request "
+                          + ", ".join(f"c={c} {value:.0f} µs" for c, value in zip(concurrency, cpu))
+                          + " (median of the rounds)")
     for name in routes[1:]:
-        worst = min(cells[name, c].rps / cells[routes[0], c].rps for c in concurrency)
-        console.print(f"  {name}: lowest ratio {worst:.2f}x -> target >= 0.9x Triton direct "
+        worst = min(results[name, c].ratio for c in concurrency)
+        console.print(f"  {name}: lowest median ratio {worst:.2f}x -> target >= 0.9x Triton direct "
                       f"{'MET' if worst >= 0.9 else 'NOT met'}")
 
 
@@ -245,8 +307,13 @@ async def main(seconds: float, concurrency: list[int], rounds: int) -> None:
             headers = {"authorization": f"Bearer {issuer.mint('bench', 'serving', ALL_SCOPES)}"}
             routes = {"Triton direct": triton.url, "Envoy kserve_direct": f"127.0.0.1:{ports['envoy']}",
                       "Envoy -> serving": envoys[0].address, "serving direct": f"127.0.0.1:{ports['serving']}"}
-            cells = await load(routes, headers, concurrency, seconds, rounds)
-            report(cells, list(routes), concurrency)
+            pids = {"Envoy -> serving": envoys[0].pid}
+            if mesh_envoy := envoy_pid(home / "envoy" / "envoy.yaml"):
+                pids["Envoy kserve_direct"] = mesh_envoy
+            console.print(f"  before the load: {load_average()}")
+            results = await load(routes, headers, concurrency, seconds, rounds, pids)
+            console.print(f"  after the load: {load_average()}")
+            report(results, list(routes), concurrency, rounds)
             console.print("  kill switch on the kserve_direct route: "
                           + await kill_switch(ports, issuer, routes["Envoy kserve_direct"], headers))
         finally:
@@ -259,8 +326,8 @@ async def main(seconds: float, concurrency: list[int], rounds: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0, help="per cell")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per route, concurrency and round")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
-    parser.add_argument("--rounds", type=int, default=3, help="the median round of each cell is reported")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; medians over them are reported")
     args = parser.parse_args()
     asyncio.run(main(args.seconds, args.concurrency, args.rounds))

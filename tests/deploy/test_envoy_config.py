@@ -1,4 +1,5 @@
-"""The generated Envoy config: routes, clusters, health checks, replicas, KServe-direct, Envoy's own validation."""
+"""The generated Envoy config: routes, clusters, health checks, replicas, KServe-direct, per-request work
+(transcoder only where REST lands, access log policy), Envoy's own validation."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from google.protobuf import descriptor_pb2
 from services.core.errors import InvalidArgument
 from services.core.topology import ServiceEndpoint, Topology, load_topology
 from services.mesh.envoy.config import (
-    DESCRIPTOR_SET, REPO_ROOT, EnvoyOptions, envoy_yaml, load_envoy_options, render_envoy_config)
+    DESCRIPTOR_SET, INFERENCE_PATHS, REPO_ROOT, TRANSCODER, EnvoyOptions, envoy_yaml, load_envoy_options,
+    render_envoy_config)
 from services.mesh.envoy.examples import COMPOSE_EXAMPLE, LOCAL_EXAMPLE, render_examples
 from services.mesh.envoy.process import validate_config
 from services.mesh.supervisor import ServiceFailed
+from services.serving.server import INFERENCE_METHODS
 
 DEFAULT = load_topology(REPO_ROOT / "deploy" / "topology.yaml")
 EXPECTED_ROUTES = {
@@ -157,6 +160,47 @@ def test_kserve_direct_sends_tensor_traffic_to_triton_and_typed_rpcs_to_serving(
         render_envoy_config(DEFAULT, EnvoyOptions(kserve_direct="triton"))
 
 
+def transcoder_off(route: dict) -> bool:
+    config = route.get("typed_per_filter_config", {}).get(TRANSCODER)
+    return config == {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+
+
+@pytest.mark.parametrize("options", [EnvoyOptions(), EnvoyOptions(kserve_direct="127.0.0.1:8001")])
+def test_the_transcoder_does_no_work_on_routes_that_never_carry_a_transcoded_call(options):
+    config = render_envoy_config(topology(replicas=2), options)
+    transcoded = tuple(f"/{s}/" for s in transcoder(config)["services"])
+    for route in all_routes(config):
+        prefix = route["match"].get("prefix")
+        if prefix is None:   # the /console redirect: answered by Envoy itself
+            assert "redirect" in route and "typed_per_filter_config" not in route
+        elif prefix.startswith(transcoded):   # REST lands here once transcoded: the filter must stay on
+            assert "typed_per_filter_config" not in route, prefix
+        else:
+            assert transcoder_off(route), prefix
+    off = {r["match"]["prefix"] for r in all_routes(config) if transcoder_off(r)}
+    assert {"/inference.GRPCInferenceService/", "/grpc.health.v1.Health/", "/mcp/", "/console/"} <= off
+    # Header-pinned replica routes follow the same rule as the balanced ones.
+    assert [transcoder_off(r) for r in all_routes(config) if "headers" in r["match"]] == [False, True, False, True]
+
+
+def test_without_transcoded_services_no_route_names_the_missing_filter():
+    gateway_only = Topology(services={"mlmesh-ml-mcp": DEFAULT.services["mlmesh-ml-mcp"]})
+    config = render_envoy_config(gateway_only)
+    assert [f["name"] for f in manager(config)["http_filters"]] == ["envoy.filters.http.router"]
+    assert not any("typed_per_filter_config" in r for r in all_routes(config))
+
+
+def test_the_access_log_skips_successful_inference_calls_as_the_services_do():
+    assert set(INFERENCE_PATHS) == set(INFERENCE_METHODS)   # one list of the high-rate calls for the whole mesh
+    (log,) = manager(render_envoy_config(DEFAULT))["access_log"]
+    failed, not_inference = log["filter"]["or_filter"]["filters"]
+    assert failed == {"grpc_status_filter": {"statuses": ["OK"], "exclude": True}}
+    assert [f["header_filter"]["header"] for f in not_inference["and_filter"]["filters"]] == [
+        {"name": ":path", "string_match": {"exact": path}, "invert_match": True} for path in INFERENCE_PATHS]
+    (everything,) = manager(render_envoy_config(DEFAULT, EnvoyOptions(access_log="all")))["access_log"]
+    assert "filter" not in everything and everything["name"] == log["name"]
+
+
 def test_host_names_are_resolved_by_dns(tmp_path):
     named = Topology(services={"registry": ServiceEndpoint(name="registry", host="registry", port=50051)})
     assert clusters(render_envoy_config(named))["registry"]["type"] == "STRICT_DNS"
@@ -178,13 +222,15 @@ def test_the_committed_examples_are_what_the_generator_makes():
         assert path.read_text() == text, f"{path} is stale: run `python -m services.mesh.envoy.examples`"
 
 
-@pytest.mark.parametrize("variant", ["default", "replicas+kserve_direct+dns", "compose"])
+@pytest.mark.parametrize("variant", ["default", "replicas+kserve_direct+dns", "compose", "access_log=all"])
 def test_envoy_itself_accepts_the_generated_config(variant, envoy_bin, tmp_path):
     descriptor = REPO_ROOT / DESCRIPTOR_SET
     if variant == "default":
         text = envoy_yaml(DEFAULT, descriptor_set=descriptor)
     elif variant == "compose":
         text = render_examples(descriptor_override=str(descriptor))[COMPOSE_EXAMPLE]
+    elif variant == "access_log=all":
+        text = envoy_yaml(DEFAULT, EnvoyOptions(access_log="all"), descriptor_set=descriptor)
     else:
         named = topology(replicas=2, host="serving")
         text = envoy_yaml(named, EnvoyOptions(kserve_direct="triton:8001"), descriptor_set=descriptor)
