@@ -2,9 +2,9 @@
 ModelInfer, a tiny MLP, one row, closed loop at each concurrency) against
 
   Triton direct          the Triton the mesh uses (the baseline)
-  Envoy kserve_direct    the mesh's Envoy with the topology's `kserve_direct`: KServe v2 goes straight to Triton
-                         (no mesh token check, and serving's refusal after a halt is bypassed: only the halt's
-                         unload from Triton stops it)
+  Envoy kserve_direct    the mesh's Envoy with the topology's `kserve_direct`: KServe v2 tensor calls go straight to
+                         Triton (no mesh token check, and serving's refusal after a halt is bypassed: only the
+                         halt's unload from Triton stops it; model control stays on serving)
   Envoy -> serving       a second Envoy from the same topology without kserve_direct: serving's KServe v2
                          (tokens, rules, continuous batching) in front of its Triton executor
   serving direct         serving's KServe v2 without Envoy (what Envoy adds vs what serving adds)

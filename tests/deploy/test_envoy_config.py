@@ -152,7 +152,18 @@ def test_the_console_is_served_under_console_and_the_bare_path_redirects():
 
 def test_kserve_direct_sends_tensor_traffic_to_triton_and_typed_rpcs_to_serving():
     config = render_envoy_config(DEFAULT, EnvoyOptions(kserve_direct="127.0.0.1:8001"))
-    assert routes(config)["/inference.GRPCInferenceService/"]["cluster"] == "kserve-direct"
+    exact = {r["match"]["path"]: r["route"]["cluster"] for r in all_routes(config) if "path" in r["match"]
+             and "route" in r}
+    kserve = "/inference.GRPCInferenceService/"
+    for method in ("ModelInfer", "ModelStreamInfer", "ServerLive", "ServerReady", "ModelMetadata", "ModelConfig"):
+        assert exact[kserve + method] == "kserve-direct"
+    # Triton checks no token: model control and everything else of the service stays on serving, which does.
+    for method in ("RepositoryModelLoad", "RepositoryModelUnload", "RepositoryIndex", "ModelStatistics",
+                   "SystemSharedMemoryRegister", "TraceSetting", "LogSettings"):
+        assert kserve + method not in exact
+    assert routes(config)[kserve]["cluster"] == "serving"
+    ordered = [r["match"].get("path") or r["match"].get("prefix") for r in all_routes(config)]
+    assert ordered.index(kserve + "ModelInfer") < ordered.index(kserve)   # the exact routes are matched first
     assert routes(config)["/mlmesh.v1.Serving/"]["cluster"] == "serving"
     triton = clusters(config)["kserve-direct"]
     assert ports(triton) == [8001] and "tcp_health_check" in triton["health_checks"][0]
@@ -170,14 +181,14 @@ def test_the_transcoder_does_no_work_on_routes_that_never_carry_a_transcoded_cal
     config = render_envoy_config(topology(replicas=2), options)
     transcoded = tuple(f"/{s}/" for s in transcoder(config)["services"])
     for route in all_routes(config):
-        prefix = route["match"].get("prefix")
-        if prefix is None:   # the /console redirect: answered by Envoy itself
-            assert "redirect" in route and "typed_per_filter_config" not in route
+        prefix = route["match"].get("prefix", route["match"].get("path"))
+        if "redirect" in route:   # the /console redirect: answered by Envoy itself
+            assert "typed_per_filter_config" not in route
         elif prefix.startswith(transcoded):   # REST lands here once transcoded: the filter must stay on
             assert "typed_per_filter_config" not in route, prefix
         else:
             assert transcoder_off(route), prefix
-    off = {r["match"]["prefix"] for r in all_routes(config) if transcoder_off(r)}
+    off = {r["match"].get("prefix", r["match"].get("path")) for r in all_routes(config) if transcoder_off(r)}
     assert {"/inference.GRPCInferenceService/", "/grpc.health.v1.Health/", "/mcp/", "/console/"} <= off
     # Header-pinned replica routes follow the same rule as the balanced ones.
     assert [transcoder_off(r) for r in all_routes(config) if "headers" in r["match"]] == [False, True, False, True]

@@ -25,6 +25,12 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 DESCRIPTOR_SET = Path("protos/mlmesh/v1/descriptors.pb")   # relative to the repo root
 REGISTRY = "registry"
 KSERVE = "inference.GRPCInferenceService"
+# What `kserve_direct` sends straight to Triton: the tensor calls and the read-only ones a tensor client makes
+# first. Triton checks no token, so everything else of the service (model load/unload, the repository index,
+# statistics, shared memory, trace and log settings) stays on serving, which checks tokens and scopes: an
+# allow-list, so a method Triton adds later is not exposed by default.
+KSERVE_DIRECT_METHODS = ("ModelInfer", "ModelStreamInfer", "ServerLive", "ServerReady", "ServerMetadata",
+                         "ModelReady", "ModelMetadata", "ModelConfig")
 KSERVE_DIRECT_CLUSTER = "kserve-direct"
 # Every service serves these; behind one front door the registry answers them (operations share one database).
 REGISTRY_ANSWERS = ("mlmesh.v1.Operations", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
@@ -143,10 +149,10 @@ def _cluster(name: str, host: str, ports: list[int], *, grpc: bool, health: dict
     return cluster
 
 
-def _grpc_route(prefix: str, cluster: str, idle_s: float) -> dict:
+def _grpc_route(prefix: str, cluster: str, idle_s: float, *, exact: bool = False) -> dict:
     # No route timeout (Envoy's default 15 s would cut WatchOperation/WatchSessions); a caller's
     # grpc-timeout still bounds its call, and the idle timeout reaps abandoned streams.
-    return {"match": {"prefix": prefix}, "route": {
+    return {"match": {"path" if exact else "prefix": prefix}, "route": {
         "cluster": cluster, "timeout": "0s", "idle_timeout": _duration(idle_s),
         "max_stream_duration": {"grpc_timeout_header_max": "0s"}}}
 
@@ -179,9 +185,10 @@ def _routes(topology: Topology, options: EnvoyOptions) -> tuple[list[dict], list
     if REGISTRY in topology.services:
         for service in REGISTRY_ANSWERS:
             owner.setdefault(service, REGISTRY)
-    if options.kserve_direct and KSERVE in owner:
-        owner[KSERVE] = KSERVE_DIRECT_CLUSTER
     routes = _replica_routes(topology, options.stream_idle_timeout_s)
+    if options.kserve_direct and KSERVE in owner:   # before the service's prefix route, which stays on serving
+        routes += [_grpc_route(f"/{KSERVE}/{method}", KSERVE_DIRECT_CLUSTER, options.stream_idle_timeout_s,
+                               exact=True) for method in KSERVE_DIRECT_METHODS]
     routes += [_grpc_route(f"/{service}/", cluster, options.stream_idle_timeout_s)
                for service, cluster in owner.items()]
     for endpoint in topology.services.values():
@@ -204,7 +211,7 @@ def _skip_transcoder(routes: list[dict], transcoded: list[str]) -> None:
     rewritten its path, so it is never affected; the routes of the transcoded services keep the filter on."""
     kept = tuple(f"/{service}/" for service in transcoded)
     for route in routes:
-        prefix = route["match"].get("prefix")
+        prefix = route["match"].get("prefix", route["match"].get("path"))
         if prefix is not None and "route" in route and not prefix.startswith(kept):
             route["typed_per_filter_config"] = {TRANSCODER: {
                 "@type": _T + "config.route.v3.FilterConfig", "disabled": True}}
