@@ -60,6 +60,7 @@ def finish(operation: operations_pb2.Operation, as_json: bool) -> None:
         rows = [("id", compiled.id), ("source", compiled.source_artifact_id), ("compiler", compiled.compiler),
                 ("target", compiled.target), ("triton platform", compiled.triton_platform),
                 ("files", ", ".join(f.path for f in compiled.files)), ("size", compiled.size),
+                ("signed", f"yes, key {compiled.signature.key_id}" if compiled.signature.bundle else "no"),
                 ("max abs / rel error", f"{v.max_abs_error:.3g} / {v.max_rel_error:.3g}"
                  + (" (over tolerance, warned)" if v.warned else ""))]
         out.console().print(out.table("compiled", ["", ""], rows))

@@ -66,8 +66,10 @@ def test_compile_to_onnx_registers_a_validated_output(cli, mesh):
     assert operation["state"] == "OPERATION_STATE_SUCCEEDED"
     assert compiled["source_artifact_id"] == mesh[1] and compiled["triton_platform"] == "onnxruntime_onnx"
     assert compiled["validation"]["passed"] is True
+    assert compiled["signature"]["bundle"] and compiled["signature"]["key_id"]
     human = cli.invoke(app, ["compile", "tiny_mlp", "--target", "onnx"])
     assert human.exit_code == 0 and "onnxruntime_onnx" in human.output
+    assert f"yes, key {compiled['signature']['key_id']}" in human.output
 
 
 def test_compilers_lists_tensorrt_as_unavailable_with_a_reason(cli):
