@@ -297,8 +297,11 @@ def halt_all(reason: ReasonOpt = "", cancel_running: CancelRunningOpt = False, a
     if as_json:
         out.print_json(reply)
     else:
-        rows = [[r.session_id, r.replica, "yes" if r.halted else "no", r.error] for r in reply.results]
+        rows = [[r.session_id or ("(no sessions)" if r.halted else "(replica)"), r.replica,
+                 "yes" if r.halted else "no", r.error] for r in reply.results]
         out.console().print(out.table("halt-all", ["session", "replica", "halted", "error"], rows))
-        out.console().print(f"{reply.halted} of {len(reply.results)} sessions halted")
-    if reply.halted < len(reply.results):
+        sessions = sum(1 for r in reply.results if r.session_id)
+        out.console().print(f"{reply.halted} of {sessions} sessions halted on "
+                            f"{len({r.replica for r in reply.results})} replicas")
+    if any(not r.halted or r.error for r in reply.results):   # a session or a whole replica did not confirm
         raise typer.Exit(1)

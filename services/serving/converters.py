@@ -165,8 +165,9 @@ def sessions(snapshots: Iterable[SessionSnapshot], replica: str, state: int = 0)
 
 def halt_all(results: Iterable[HaltResult], replica: str,
              peers: Iterable[serving_pb2.HaltResult] = ()) -> serving_pb2.HaltAllResponse:
-    """This replica's results first, then the other replicas' as they answered (or failed to)."""
+    """This replica's results first, then the other replicas' as they answered (or failed to). A replica with
+    no session answers one row without a session id, so every replica reached is named in the answer."""
     items = [serving_pb2.HaltResult(replica=replica, session_id=r.session_id, halted=r.halted, error=r.error)
-             for r in results]
+             for r in results] or [serving_pb2.HaltResult(replica=replica, halted=True)]
     items += peers
-    return serving_pb2.HaltAllResponse(results=items, halted=sum(1 for r in items if r.halted))
+    return serving_pb2.HaltAllResponse(results=items, halted=sum(1 for r in items if r.halted and r.session_id))

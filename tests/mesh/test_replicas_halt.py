@@ -1,6 +1,6 @@
 """The kill switch across replicas: three real serving replicas (in-process, each its own gRPC server on the
 consecutive ports a topology with `replicas: 3` names) with sessions each. HaltAll on one halts all three and
-lists every replica's results; this_replica_only halts just the one asked; cancel_running travels to every
+lists every replica's results (a row of its own for a replica without sessions); this_replica_only halts just the one asked; cancel_running travels to every
 replica (and `mlmesh halt / halt-all --cancel-running` ask for it); a replica that is down or does not answer
 in time is reported with its address and error, never dropped."""
 
@@ -126,6 +126,20 @@ async def test_each_replica_knows_the_others(mesh):
     for replica in replicas:
         assert replica.app.servicer.replica == f"serving@{replica.address}"
         assert replica.app.fanout.peers == [r.address for r in replicas if r is not replica]
+
+
+async def test_a_replica_without_sessions_is_named_in_the_answer(mesh, settings, monkeypatch):
+    """Before anything is deployed: every replica reached answers a row of its own (no session id, halted), so
+    an operator can tell "reached, nothing serving" from "not asked"; the count is of sessions only."""
+    replicas, token = mesh
+    reply = await call(replicas[0], "HaltAll", serving_pb2.HaltAllRequest(reason="empty"), token)
+    assert by_replica(reply) == {f"serving@{r.address}": {("", True)} for r in replicas}
+    assert reply.halted == 0 and not any(r.error for r in reply.results)
+    monkeypatch.setenv("MLMESH_HOME", str(settings.home))
+    monkeypatch.setenv("MLMESH_TOPOLOGY_FILE", str(settings.topology_file))
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["halt-all", "--reason", "empty"])
+    assert result.exit_code == 0, result.output   # nothing failed to confirm
+    assert result.output.count("(no sessions)") == REPLICAS and f"0 of 0 sessions halted on {REPLICAS}" in result.output
 
 
 async def test_halt_all_on_one_replica_halts_every_replica(mesh):

@@ -123,7 +123,8 @@ class HaltAllArgs(Args):
 
 class HaltResult(Result):
     replica: str
-    session_id: str
+    session_id: str = Field(description="Empty on a replica's own row: reached with no session (halted true) or "
+                                        "not reached (halted false, error says why).")
     halted: bool
     error: str = Field(description="Why this replica or session did not confirm the halt.")
 
