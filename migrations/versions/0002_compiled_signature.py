@@ -5,7 +5,7 @@ are compiled (and so signed) again.
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2025-06-01
+Create Date: 2026-11-29
 
 Spell out every table and column here (never build them from services.core.db.schema): a landed
 migration is immutable. Record it with `python scripts/migration_lock.py --record`.
