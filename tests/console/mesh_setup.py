@@ -12,21 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import torch
 
-from mlmesh.v1 import registry_pb2, registry_pb2_grpc, serving_pb2, serving_pb2_grpc
-from services.core.artifacts.messages import manifest_message
-from services.core.artifacts.signing import signature_message
-from services.core.artifacts.toolkit import build_artifact_toolkit
-from services.core.auth.policy import ALL_SCOPES, REGISTRY_WRITE
-from services.core.auth.principal import Principal, reset_principal, set_principal
-from services.core.lineage import LineageBus
+from mlmesh.v1 import registry_pb2, serving_pb2, serving_pb2_grpc
 from services.core.models.architectures import MLP
-from services.core.settings import MeshSettings
 from services.mesh.demo import data
 from services.mesh.demo.models import Trained
-from services.mesh.demo.seed import save
 from services.mesh.envoy.config import REPLICA_HEADER
 from tests.console.conftest import REPO, ConsoleMesh
-from tests.e2e.front import Front, market_rows, register_demo_models
+from tests.e2e.front import Front, market_rows, register_demo_models, register_models
 
 SEED_SKILL = "regime_aware_alpha"
 
@@ -114,20 +106,10 @@ def _slow_model() -> Trained:
 
 
 def register_slow_model(mesh: ConsoleMesh) -> None:
-    """Saved signed into the mesh's store and registered @prod through Envoy, as register_demo_models does."""
+    """Registered @prod through Envoy, as the demo models are."""
     async def run() -> None:
-        kit = build_artifact_toolkit(MeshSettings(home=mesh.home), LineageBus(), service="console-tests",
-                                     write_scope=REGISTRY_WRITE, read_scope=REGISTRY_WRITE)
-        token = set_principal(Principal("console-setup", frozenset(ALL_SCOPES), "registry", "t", time.time() + 600))
-        try:
-            saved = await save(_slow_model(), kit)
-        finally:
-            reset_principal(token)
         async with grpc.aio.insecure_channel(mesh.envoy) as channel:
-            await registry_pb2_grpc.RegistryStub(channel).RegisterArtifact(registry_pb2.RegisterArtifactRequest(
-                manifest=manifest_message(saved.manifest), name=SLOW_MODEL, aliases=["prod"],
-                signature=signature_message(kit.signer, saved.signature)), metadata=mesh.metadata("registry"),
-                timeout=60)
+            await register_models(Front(mesh, channel), [_slow_model()])
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, run()).result()
 

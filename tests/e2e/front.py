@@ -103,6 +103,11 @@ def _train() -> list[demo.Trained]:
 
 
 async def register_demo_models(front: Front) -> dict[str, str]:
+    """The demo models, trained briefly and registered as `register_models` does. Name -> artifact id."""
+    return await register_models(front, await asyncio.to_thread(_train))
+
+
+async def register_models(front: Front, models: list[demo.Trained]) -> dict[str, str]:
     """Weights saved signed into the mesh's object store (there is no upload RPC: every service writes the
     store itself, as the demo seed does), then registered @prod through Envoy. Name -> artifact id."""
     mesh = front.mesh
@@ -111,7 +116,7 @@ async def register_demo_models(front: Front) -> dict[str, str]:
     token = set_principal(Principal("e2e-operator", frozenset(ALL_SCOPES), "registry", "t", time.time() + 600))
     try:
         ids = {}
-        for trained in await asyncio.to_thread(_train):
+        for trained in models:
             saved = await save(trained, kit)
             artifact = await front.registry.RegisterArtifact(registry_pb2.RegisterArtifactRequest(
                 manifest=manifest_message(saved.manifest), name=trained.name, aliases=["prod"],
