@@ -7,11 +7,12 @@ ratios and a line per target:
                      and vs the raw model in this process at the batch sizes the server formed
   3 tensor protocol  the same tritonclient load against mlmesh's KServe v2 endpoint, MLServer (adaptive
                      batching, .bench-venvs/mlserver) and Triton (python backend, .triton-venv)
-  4 forecasting      iteration-level vs request-level batching on mixed horizons
+  4 forecasting      iteration-level vs request-level batching on mixed horizons: throughput at equal p50,
+                     from each mode's latency-throughput curve (a concurrency sweep)
   5 kill switch      time from HaltAll to the last answer, against one batch time
   6 observability    the same typed Predict load against serving with metrics + tracing off and on
 
-    .venv/bin/python bench/serving.py [--seconds 4] [--log-level INFO] [--only observability]
+    .venv/bin/python bench/serving.py [--seconds 4] [--log-level INFO] [--only observability|forecasting]
 
 MLServer's environment is built by bench/setup_mlserver.sh on first use (~35 s once); Triton's by
 `make triton`. A server that cannot run here gets a "not measured: <reason>" row. Each cell also reports the
@@ -152,8 +153,8 @@ async def main() -> None:
     parser.add_argument("--log-level", default="INFO", help="the mlmesh services' MLMESH_LOG_LEVEL (INFO: shipped)")
     parser.add_argument("--mlserver-batch-time", type=float, default=0.0005,
                         help="MLServer adaptive batching: max_batch_time in seconds")
-    parser.add_argument("--only", choices=("all", "observability"), default="all",
-                        help="observability: section 6 alone (metrics + tracing off vs on)")
+    parser.add_argument("--only", choices=("all", "observability", "forecasting"), default="all",
+                        help="one section alone: 6 (metrics + tracing off vs on) or 4 (iteration-level batching)")
     args = parser.parse_args()
     began = time.monotonic()
     console.print(f"[bold]mlmesh serving bench[/] - {machine_load()} at start")
@@ -170,13 +171,16 @@ async def main() -> None:
             if args.only == "observability":
                 targets.update(await observability_cost(mesh, root, ROW, args.seconds))
                 return _summary(targets, began)
-            await mesh.publish("bench_lstm", lstm, LSTM, **stats)
             await mesh.publish("bench_fc_lstm", small, FORECAST_LSTM, **stats)
+            await mesh.deploy("fc-iteration", "bench_fc_lstm@prod", max_batch_size=32, iteration_level=True)
+            await mesh.deploy("fc-request", "bench_fc_lstm@prod", max_batch_size=32, iteration_level=False)
+            if args.only == "forecasting":
+                targets.update(await forecasting(mesh, args.seconds, HISTORY, FORECAST_LSTM))
+                return _summary(targets, began)
+            await mesh.publish("bench_lstm", lstm, LSTM, **stats)
             await mesh.deploy("mlp", "bench_mlp@prod")
             await mesh.deploy("lstm-batched", "bench_lstm@prod", max_batch_size=32)
             await mesh.deploy("lstm-unbatched", "bench_lstm@prod", max_batch_size=1)
-            await mesh.deploy("fc-iteration", "bench_fc_lstm@prod", max_batch_size=32, iteration_level=True)
-            await mesh.deploy("fc-request", "bench_fc_lstm@prod", max_batch_size=32, iteration_level=False)
             console.print(f"mesh up, models registered and deployed in {time.monotonic() - began:.0f} s\n")
             targets.update(await overhead(mesh, root, mlp, args.seconds))
             found, batch_s = await compute(mesh, lstm, args.seconds)
