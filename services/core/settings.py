@@ -53,6 +53,11 @@ class ServerSettings(BaseSettings):
     model_config = _ENV
 
     bind_host: str = Field("127.0.0.1", description="Listen address; nothing listens beyond loopback unless set.")
+    advertise_host: str = Field(
+        "", description="The address other processes reach this one at: it names a serving replica in its "
+        "answers, and HaltAll leaves it out of the DNS answers when it looks for the other replicas. Empty: the "
+        "bind host, or, when that is a wildcard (0.0.0.0, ::), what this machine's hostname resolves to. On "
+        "Kubernetes: the pod IP (downward API).")
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest gRPC message in or out.")
     shutdown_grace_s: float = Field(5.0, ge=0, description="How long in-flight calls may finish on SIGTERM.")
     log_level: str = Field("INFO", description="Python logging level.")

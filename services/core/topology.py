@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from services.core.errors import InvalidArgument, NotFound
 
@@ -21,9 +22,19 @@ class ServiceEndpoint(BaseModel):
     health: str = "grpc"            # "grpc" (grpc.health.v1) or an HTTP path
     grpc_services: list[str] = Field(default_factory=list)
     replicas: int = Field(1, ge=1)
+    # How a service's replicas are found (serving's kill switch reaches each one): "ports" = `replicas`
+    # processes on consecutive ports from `port` on `host`; "dns" = every address DNS answers for `host`,
+    # each on `port`, looked up when needed (a Kubernetes headless Service: one A record per ready pod).
+    discovery: Literal["ports", "dns"] = "ports"
     # Prometheus /metrics; replicas use consecutive ports from it, like their service ports. None: not served
     # unless MLMESH_METRICS_PORT says where.
     metrics_port: int | None = Field(None, gt=0, lt=65536)
+
+    @model_validator(mode="after")
+    def _dns_counts_replicas(self) -> ServiceEndpoint:
+        if self.discovery == "dns" and self.replicas != 1:
+            raise ValueError("replicas must be 1 (left out) with discovery: dns: DNS says how many there are")
+        return self
 
     @property
     def address(self) -> str:

@@ -1,10 +1,14 @@
 """The kill switch across replicas: the replica that answers HaltAll asks every other serving replica of the
 topology to halt its own sessions, concurrently and under a short deadline.
 
-Replicas are the topology's `serving` entry: `replicas: N` listen on N consecutive ports from `port` on
-its host (the rule Envoy's cluster is generated from, services/mesh/envoy/config.py `replica_ports`;
-serving cannot import the mesh package, so the one-line rule is repeated here). A process that is not one
-of those replicas (a test server on port 0, an ad-hoc one) has no peers: it halts only itself.
+Replicas are the topology's `serving` entry, found as its `discovery` says:
+- "ports" (one machine): `replicas: N` listen on N consecutive ports from `port` on its host (the rule
+  Envoy's cluster is generated from, services/mesh/envoy/config.py `replica_ports`; serving cannot import
+  the mesh package, so the one-line rule is repeated here). A process that is not one of those replicas (a
+  test server on port 0, an ad-hoc one) has no peers: it halts only itself.
+- "dns" (Kubernetes, a headless Service): every address DNS answers for the entry's host, on its port,
+  looked up at each HaltAll (pods come and go), less this replica's own advertised address. A lookup that
+  fails is reported as a row naming the service, never taken for "no other replicas".
 
 Each peer is called with `this_replica_only` set, so a halt never echoes back, with the caller's
 `cancel_running`, so every replica treats its running batches alike, and with serving's own
@@ -17,7 +21,10 @@ may still be serving.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
+from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -36,8 +43,39 @@ def replica_name(address: str) -> str:
     return f"{SERVICE}@{address}"
 
 
+def host_port(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 literal in brackets (as gRPC targets and replica names write it)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def advertised_host(bind_host: str, configured: str = "") -> str:
+    """The address this process is reached at: `configured`, else the bind host unless it is a wildcard,
+    else the first address this machine's hostname resolves to (a pod's IP on Kubernetes)."""
+    if configured:
+        return configured
+    if bind_host not in ("0.0.0.0", "::", ""):
+        return bind_host
+    try:
+        return socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_STREAM)[0][4][0]
+    except OSError:
+        return socket.gethostname()
+
+
 def replica_addresses(endpoint: ServiceEndpoint) -> list[str]:
     return [f"{endpoint.host}:{endpoint.port + i}" for i in range(endpoint.replicas)]
+
+
+async def resolve_addresses(host: str, port: int) -> list[str]:
+    """Every address DNS (or /etc/hosts) answers for `host`, as `host:port` targets, in answer order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(host_port(info[4][0], port) for info in infos))
+
+
+def _same_address(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a == b
 
 
 def peers_of(endpoint: ServiceEndpoint | None, bound_port: int) -> list[str]:
@@ -51,27 +89,61 @@ def peers_of(endpoint: ServiceEndpoint | None, bound_port: int) -> list[str]:
 class ReplicaFanout:
     """HaltAll(this_replica_only) on every peer; `bind` is called once the port is known."""
 
-    def __init__(self, issuer: TokenIssuer, endpoint: ServiceEndpoint | None, *, timeout_s: float = 3.0) -> None:
+    def __init__(self, issuer: TokenIssuer, endpoint: ServiceEndpoint | None, *, timeout_s: float = 3.0,
+                 resolve: Callable[[str, int], Awaitable[list[str]]] = resolve_addresses) -> None:
         self._issuer = issuer
         self._endpoint = endpoint
         self.timeout_s = timeout_s
-        self.peers: list[str] = []
+        self.resolve = resolve
+        self.peers: list[str] = []        # "ports": fixed at bind; "dns": the last lookup's
+        self._me: str | None = None     # "dns": this replica's advertised host, when it is one
 
-    def bind(self, bound_port: int) -> list[str]:
+    @property
+    def by_dns(self) -> bool:
+        return self._endpoint is not None and self._endpoint.discovery == "dns"
+
+    def bind(self, bound_port: int, host: str) -> str:
+        """Records this replica's port and advertised host; says where HaltAll looks for the others."""
+        if self.by_dns:   # a process on another port (a test server, an ad-hoc one) is not a replica
+            self._me = host if bound_port == self._endpoint.port else None
+            return (f"every other address DNS answers for {host_port(self._endpoint.host, self._endpoint.port)}"
+                    if self._me else "")
         self.peers = peers_of(self._endpoint, bound_port)
-        return self.peers
+        return ", ".join(self.peers)
+
+    async def _current_peers(self, timeout: float) -> tuple[list[str], list[serving_pb2.HaltResult]]:
+        """The peers to halt now, and a failure row when DNS could not say who they are."""
+        if not self.by_dns or self._me is None:
+            return self.peers, []
+        endpoint = self._endpoint
+        try:
+            found = await asyncio.wait_for(self.resolve(endpoint.host, endpoint.port), timeout)
+        except Exception as exc:  # noqa: BLE001 - an unresolvable name must not read as "no other replicas"
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.warning("HaltAll could not look up the other replicas (%s): %s", endpoint.host, error)
+            return [], [serving_pb2.HaltResult(
+                replica=replica_name(host_port(endpoint.host, endpoint.port)), halted=False,
+                error=f"could not look up the other replicas: {error}")]
+        self.peers = [a for a in found if not _same_address(a.rsplit(":", 1)[0].strip("[]"), self._me)]
+        if len(self.peers) == len(found):
+            log.warning("this replica's advertised address %s is not among DNS's answers for %s (%s); set "
+                        "MLMESH_ADVERTISE_HOST to the address they give", self._me, endpoint.host, ", ".join(found))
+        return self.peers, []
 
     async def halt_all(self, reason: str, *, actor: str, cancel_running: bool = False,
                        time_remaining: float | None = None) -> list[serving_pb2.HaltResult]:
-        """Every peer's results, in topology order. Bounded by `timeout_s` and, when the caller set a
+        """Every peer's results, in topology (or DNS answer) order. Bounded by `timeout_s` and, when the caller set a
         deadline, by most of what is left of it, so the answer gets back before the caller gives up."""
-        if not self.peers:
-            return []
         timeout = self.timeout_s
         if time_remaining is not None:
             timeout = max(0.05, min(timeout, time_remaining * 0.8))
+        started = asyncio.get_running_loop().time()
+        peers, failed = await self._current_peers(timeout)
+        if not peers:
+            return failed
+        timeout = max(0.05, timeout - (asyncio.get_running_loop().time() - started))   # the lookup's share
         request = serving_pb2.HaltAllRequest(reason=reason, this_replica_only=True, cancel_running=cancel_running)
-        replies = await asyncio.gather(*(self._halt(p, request, actor, timeout) for p in self.peers))
+        replies = await asyncio.gather(*(self._halt(p, request, actor, timeout) for p in peers))
         return [result for reply in replies for result in reply]
 
     async def _halt(self, peer: str, request: serving_pb2.HaltAllRequest, actor: str,

@@ -38,7 +38,7 @@ from services.core.settings import (
     ServerSettings,
 )
 from services.core.topology import load_topology
-from services.serving.fanout import ReplicaFanout, replica_name
+from services.serving.fanout import ReplicaFanout, advertised_host, host_port, replica_name
 from services.serving.kserve.servicer import SERVICE_NAME as KSERVE_SERVICE
 from services.serving.kserve.servicer import InferenceServicer
 from services.serving.loading import Deployer, ExecutorPlacement, ModelResolver, TritonTarget
@@ -103,11 +103,12 @@ class ServingApp:
     triton: TritonServer | None = None
     _stopped: bool = field(default=False, repr=False)
 
-    async def start(self, bind_host: str, port: int) -> int:
+    async def start(self, bind_host: str, port: int, advertise_host: str = "") -> int:
         bound = await self.host.start(bind_host, port)
-        self.servicer.replica = replica_name(f"{bind_host}:{bound}")
-        if peers := self.fanout.bind(bound):
-            log.info("HaltAll also halts the other serving replicas: %s", ", ".join(peers))
+        host = advertised_host(bind_host, advertise_host)
+        self.servicer.replica = replica_name(host_port(host, bound))
+        if peers := self.fanout.bind(bound, host):
+            log.info("HaltAll also halts the other serving replicas: %s", peers)
         return bound
 
     async def stop(self, grace: float | None = None) -> None:
@@ -236,7 +237,7 @@ async def serve(port: int | None = None) -> None:
     endpoint = load_topology(mesh.topology_file).get(SERVICE)
     app = await build_serving(mesh, server, auth)
     try:
-        bound = await app.start(server.bind_host, endpoint.port if port is None else port)
+        bound = await app.start(server.bind_host, endpoint.port if port is None else port, server.advertise_host)
         log.info("serving on %s:%d (executor mode %s, Triton %s)", server.bind_host, bound,
                  app.deployer.placement.mode, app.triton.url if app.triton else "off")
         await app.run_until_signal()

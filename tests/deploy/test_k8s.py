@@ -102,6 +102,16 @@ def test_the_overlay_scales_serving_only_and_patches_its_resources():
     assert find(scaled, "Service", "serving")["spec"]["clusterIP"] == "None"
 
 
+def test_serving_replicas_find_each_other_through_the_headless_service(objects):
+    """The kill switch reaches every pod: serving's topology entry is looked up in DNS (the headless Service
+    answers each ready pod), and each pod advertises its own IP so it can tell itself among the answers."""
+    topology = yaml.safe_load(find(objects, "ConfigMap", "mlmesh-topology")["data"]["topology.yaml"])["services"]
+    assert topology["serving"]["discovery"] == "dns" and "replicas" not in topology["serving"]
+    assert find(objects, "Service", "serving")["spec"]["clusterIP"] == "None"
+    env = {e["name"]: e for e in pod(objects, "serving")["containers"][0]["env"]}
+    assert env["MLMESH_ADVERTISE_HOST"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+
+
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed here")
 @pytest.mark.parametrize("root", [BASE, OVERLAY], ids=["base", "scaled-serving"])
 def test_the_minimal_kustomize_agrees_with_kubectl_kustomize(root):

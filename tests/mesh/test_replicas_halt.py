@@ -50,9 +50,9 @@ def consecutive_free_ports(count: int) -> int:
 
 
 class Replica:
-    def __init__(self, app, port: int) -> None:
+    def __init__(self, app, port: int, host: str = "127.0.0.1") -> None:
         self.app, self.port = app, port
-        self.address = f"127.0.0.1:{port}"
+        self.address = f"{host}:{port}"
         self.running = True
 
     async def stop(self) -> None:
