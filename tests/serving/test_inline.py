@@ -4,17 +4,21 @@ and the numpy MLP runtime that computes what the eager module computes."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from services.core.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from services.core.models.architectures import build_module
-from services.serving.engine import BatchingConfig, EngineLoop, InProcessExecutor
+from services.serving.engine import BatchingConfig, EngineLoop, InProcessExecutor, default_torch_threads
+from services.serving.interfaces.backends import torch_backend
 from services.serving.interfaces.backends.runtimes import NumpyMLPRuntime, TorchRuntime, runtime_for_module
+from services.serving.sessions.manager import in_process_executor
 
 LIMIT_S = 0.05  # generous: a test machine under load must still call an identity function "tiny"
 
@@ -223,3 +227,21 @@ async def test_a_halt_reaches_an_inline_forecaster_between_steps():
         await long
     assert loop.stats.snapshot(0, 0).batch_size_counts.get(1, 0) < 100000   # stopped part-way
     await loop.close()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: BLAS already runs one thread, nothing to leave")
+async def test_a_numpy_model_leaves_the_event_loop_a_core(alpha_predictor):
+    """The numpy MLP's matrix products run in the session's thread; numpy's BLAS pool must not take every
+    core as well, or the event loop (calls, halts) queues behind a big batch. Same share as torch's."""
+    metadata, weights = alpha_predictor
+    backend = torch_backend("predictor", artifact_id="sha256:a", metadata=metadata, state_dict=weights)
+    assert not backend.uses_torch                       # the numpy runtime
+    threadpool_limits(limits=os.cpu_count(), user_api="blas")   # as numpy starts: every core
+    executor = in_process_executor(backend, "blas-share")
+    try:
+        blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        assert blas and set(blas) == {default_torch_threads()} and default_torch_threads() < os.cpu_count()
+        got = await executor.execute({"input": np.zeros((4, len(metadata["feature_names"])), np.float32)})
+        assert got["output"].shape[0] == 4
+    finally:
+        await executor.close()

@@ -42,6 +42,15 @@ def default_torch_threads() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
+def limit_blas_threads(threads: int) -> None:
+    """numpy's BLAS (OpenBLAS) to `threads` threads, process-wide. The numpy runtimes' matrix products run
+    in an executor thread like torch's, and BLAS's own pool would otherwise take every core, the event
+    loop's included: under load a HaltAll then waited behind a running batch it was meant to cancel."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 def _torch_setup(threads: int) -> Callable[[], contextlib.AbstractContextManager]:
     import torch  # only executors that run torch pay for the import
 

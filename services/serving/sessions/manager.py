@@ -17,7 +17,7 @@ from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgum
 from services.core.lineage import LineageBus, LineageEvent, normalize_entity
 from services.core.settings import MLSettings
 from services.serving.engine.config import BatchingConfig
-from services.serving.engine.executor import Executor, InProcessExecutor, default_torch_threads
+from services.serving.engine.executor import Executor, InProcessExecutor, default_torch_threads, limit_blas_threads
 from services.serving.interfaces.backends.base import ModelBackend
 from services.serving.interfaces.calls import Call
 from services.serving.interfaces.results import CallOptions
@@ -36,6 +36,7 @@ INLINE_BELOW_S = 150e-6
 
 def in_process_executor(backend: ModelBackend, session_id: str) -> Executor:
     """The fallback executor: the backend's batch function in one worker thread, or inline when tiny."""
+    limit_blas_threads(default_torch_threads())   # numpy's matrix products (the numpy MLP): torch's share of cores
     threads = default_torch_threads() if backend.uses_torch else None
     return InProcessExecutor(backend.run, torch_threads=threads, name=f"mlmesh-{session_id}",
                              inline_below_s=INLINE_BELOW_S)
