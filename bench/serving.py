@@ -9,10 +9,11 @@ ratios and a line per target:
                      batching, .bench-venvs/mlserver) and Triton (python backend, .triton-venv)
   4 forecasting      iteration-level vs request-level batching on mixed horizons: throughput at equal p50,
                      from each mode's latency-throughput curve (a concurrency sweep)
-  5 kill switch      time from HaltAll to the last answer, against one batch time
+  5 kill switch      time from HaltAll to the last answer, against one batch time: a Predict session with
+                     millisecond batches drained (the default) and with cancel_running, and the LSTM forecaster
   6 observability    the same typed Predict load against serving with metrics + tracing off and on
 
-    .venv/bin/python bench/serving.py [--seconds 4] [--log-level INFO] [--only observability|forecasting]
+    .venv/bin/python bench/serving.py [--seconds 4] [--log-level INFO] [--only observability|forecasting|kill-switch]
 
 MLServer's environment is built by bench/setup_mlserver.sh on first use (~35 s once); Triton's by
 `make triton`. A server that cannot run here gets a "not measured: <reason>" row. Each cell also reports the
@@ -44,6 +45,9 @@ MLP = {"type": "mlp", "layers": [8, 32, 16, 4]}
 LSTM = {"type": "lstm_forecaster", "input_size": 1, "hidden_size": 256, "num_layers": 1, "window": 64}
 # Forecasting: the demo's price forecaster size. Its step grows little with the batch (~0.25 ms at 1, ~0.55 ms
 # at 32 here), which is where iteration-level batching pays: a bigger CPU LSTM costs per row, not per step.
+# The kill switch: a Predict model whose batch of 32 takes milliseconds, so a drained batch is visible.
+WIDE_MLP = {"type": "mlp", "layers": [64, 4096, 4096, 8]}
+WIDE_ROW = [float(np.cos(i)) for i in range(64)]
 FORECAST_LSTM = {"type": "lstm_forecaster", "input_size": 1, "hidden_size": 24, "num_layers": 1, "window": 32}
 ROW = [0.3, -0.5, 1.1, 0.0, -1.2, 0.7, 0.25, -0.9]
 HISTORY = [float(np.sin(i / 5.0)) for i in range(64)]
@@ -103,7 +107,7 @@ def cpu_ceiling(cell, raw_rows_per_s: float) -> float:
     return min(1.0, (os.cpu_count() or 1) / per_request_s / raw_rows_per_s)
 
 
-async def compute(mesh: Mesh, lstm: torch.nn.Module, seconds: float) -> tuple[dict, float]:
+async def compute(mesh: Mesh, lstm: torch.nn.Module, seconds: float) -> dict:
     def call(session: str):
         request = serving_pb2.ForecastRequest(session_id=session, history=HISTORY, horizon=1)
         return lambda i: mesh.stub.Forecast(request, metadata=mesh.metadata)
@@ -138,13 +142,22 @@ async def compute(mesh: Mesh, lstm: torch.nn.Module, seconds: float) -> tuple[di
                   f"~{1e6 / raw[64]:,.0f} µs (raw, per row), client {at64.client_cpu_us:,.0f} µs")
     vs_unbatched = ratio(cells["batched", 64].rps, cells["unbatched", 64].rps)
     vs_raw = ratio(cells["batched", 64].rps, raw[64])
-    batch_s = cache.get(max(formed[64], default=1), 0.0)
     return {
         "compute >= 3x unbatched": verdict(">= 3x unbatched at concurrency 64", vs_unbatched >= 3,
                                            f"{vs_unbatched:.2f}x"),
         "compute >= 0.7x raw": verdict(">= 0.7x the raw model at the batch sizes formed (concurrency 64)",
                                        vs_raw >= 0.7, f"{vs_raw:.2f}x (CPU ceiling here {ceiling[64]:.2f}x)"),
-    }, batch_s
+    }
+
+
+def kill_switch_cases(mesh: Mesh) -> list:
+    predict = serving_pb2.PredictRequest(session_id="mlp-wide", rows=[serving_pb2.FeatureRow(values=WIDE_ROW)])
+    forecast = serving_pb2.ForecastRequest(session_id="lstm-batched", history=HISTORY, horizon=1)
+    wide = lambda: mesh.stub.Predict(predict, metadata=mesh.metadata)  # noqa: E731
+    return [("Predict, MLP [64,4096,4096,8], running batch drained (default)", "mlp-wide", wide, False),
+            ("Predict, MLP [64,4096,4096,8], cancel_running", "mlp-wide", wide, True),
+            ("Forecast, LSTM hidden 256, horizon 1 (running sequences fail at once)", "lstm-batched",
+             lambda: mesh.stub.Forecast(forecast, metadata=mesh.metadata), False)]
 
 
 async def main() -> None:
@@ -153,13 +166,14 @@ async def main() -> None:
     parser.add_argument("--log-level", default="INFO", help="the mlmesh services' MLMESH_LOG_LEVEL (INFO: shipped)")
     parser.add_argument("--mlserver-batch-time", type=float, default=0.0005,
                         help="MLServer adaptive batching: max_batch_time in seconds")
-    parser.add_argument("--only", choices=("all", "observability", "forecasting"), default="all",
-                        help="one section alone: 6 (metrics + tracing off vs on) or 4 (iteration-level batching)")
+    parser.add_argument("--only", choices=("all", "observability", "forecasting", "kill-switch"), default="all",
+                        help="one section alone: 6 (metrics + tracing off vs on), 4 (iteration-level batching) "
+                        "or 5 (the kill switch)")
     args = parser.parse_args()
     began = time.monotonic()
     console.print(f"[bold]mlmesh serving bench[/] - {machine_load()} at start")
     torch.manual_seed(0)
-    mlp, lstm, small = (build_module(a).eval() for a in (MLP, LSTM, FORECAST_LSTM))
+    mlp, lstm, small, wide = (build_module(a).eval() for a in (MLP, LSTM, FORECAST_LSTM, WIDE_MLP))
     stats = {"training_stats": {"mean": [0.0], "std": [1.0]}, "metadata": {"interface": "forecaster"}}
     targets: dict = {}
     with tempfile.TemporaryDirectory(prefix="mlmesh-bench-serving-") as tmp:
@@ -178,16 +192,22 @@ async def main() -> None:
                 targets.update(await forecasting(mesh, args.seconds, HISTORY, FORECAST_LSTM))
                 return _summary(targets, began)
             await mesh.publish("bench_lstm", lstm, LSTM, **stats)
+            await mesh.publish("bench_mlp_wide", wide, WIDE_MLP, feature_names=[f"f{i}" for i in range(64)],
+                               training_stats={"mean": [0.0] * 64, "std": [1.0] * 64},
+                               metadata={"interface": "predictor"})
+            await mesh.deploy("mlp-wide", "bench_mlp_wide@prod", max_batch_size=32)
             await mesh.deploy("mlp", "bench_mlp@prod")
             await mesh.deploy("lstm-batched", "bench_lstm@prod", max_batch_size=32)
             await mesh.deploy("lstm-unbatched", "bench_lstm@prod", max_batch_size=1)
+            if args.only == "kill-switch":
+                targets.update(await kill_switch(mesh, kill_switch_cases(mesh)))
+                return _summary(targets, began)
             console.print(f"mesh up, models registered and deployed in {time.monotonic() - began:.0f} s\n")
             targets.update(await overhead(mesh, root, mlp, args.seconds))
-            found, batch_s = await compute(mesh, lstm, args.seconds)
-            targets.update(found)
+            targets.update(await compute(mesh, lstm, args.seconds))
             targets.update(await tensor_protocol(mesh, root, mlp, MLP, ROW, args.seconds, args.mlserver_batch_time))
             targets.update(await forecasting(mesh, args.seconds, HISTORY, FORECAST_LSTM))
-            targets.update(await kill_switch(mesh, "lstm-batched", HISTORY, batch_s))
+            targets.update(await kill_switch(mesh, kill_switch_cases(mesh)))
             targets.update(await observability_cost(mesh, root, ROW, args.seconds))
     _summary(targets, began)
 
