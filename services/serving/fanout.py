@@ -132,8 +132,8 @@ class ReplicaFanout:
 
     async def halt_all(self, reason: str, *, actor: str, cancel_running: bool = False,
                        time_remaining: float | None = None) -> list[serving_pb2.HaltResult]:
-        """Every peer's results, in topology (or DNS answer) order. Bounded by `timeout_s` and, when the caller set a
-        deadline, by most of what is left of it, so the answer gets back before the caller gives up."""
+        """Every peer's results, in topology (or DNS answer) order. Bounded by `timeout_s` and, when the caller
+        set a deadline, by most of what is left of it, so the answer gets back before the caller gives up."""
         timeout = self.timeout_s
         if time_remaining is not None:
             timeout = max(0.05, min(timeout, time_remaining * 0.8))
