@@ -204,7 +204,8 @@ async def kill_switch(mesh: Mesh, cases: list[tuple[str, str, object, bool]], co
         for run in runs:
             for code, count in run["codes"].items():
                 codes[code] = codes.get(code, 0) + count
-        rows.append([label, runs[0]["halted"], ", ".join(f"{k} {v}" for k, v in sorted(codes.items())), f"{batch:.2f}", f"{np.median([r['rpc_ms'] for r in runs]):.2f}", f"{last:.2f}",
+        rows.append([label, runs[0]["halted"], ", ".join(f"{k} {v}" for k, v in sorted(codes.items())),
+                     f"{batch:.2f}", f"{np.median([r['rpc_ms'] for r in runs]):.2f}", f"{last:.2f}",
                      f"{max(r['last_ms'] for r in runs):.2f}", f"{ratio(last, batch):.2f}x"])
     table(f"5. kill switch: HaltAll under load ({concurrency} callers), {repeats} halts per case; batch time = server "
           f"compute_ms, median of the last second before each halt",
