@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import signal
+import subprocess
+import sys
 
 import grpc
 import pytest
@@ -121,3 +124,18 @@ def test_redact_scrubs_credentials_and_keeps_the_rest(text, kept):
 def test_redact_leaves_ordinary_text_alone():
     text = "GetSkill NOT_FOUND 1.2ms sub=operator rid=abc peer=ipv4:127.0.0.1:5 (authorized)"
     assert redact(text) == text
+
+
+def test_a_service_that_crashes_in_native_code_logs_where():
+    """A segfault (here raised on purpose) leaves the Python stacks of every thread in the service's stderr,
+    which `mlmesh up` writes to its log: the last lines then say where it died."""
+    script = ("import os, signal\n"
+              "from services.core.grpc.server import configure_logging\n"
+              "configure_logging('INFO', service='registry')\n"
+              "def die_here():\n"
+              "    os.kill(os.getpid(), signal.SIGSEGV)\n"
+              "die_here()\n")
+    crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert crashed.returncode == -signal.SIGSEGV
+    assert "Fatal Python error: Segmentation fault" in crashed.stderr
+    assert "in die_here" in crashed.stderr, crashed.stderr

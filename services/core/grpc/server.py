@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import signal
+import sys
 from collections.abc import Callable, Iterable, Mapping
 
 import grpc
@@ -26,8 +28,11 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 def configure_logging(level: str | int = "INFO", *, service: str | None = None) -> None:
     """One line per record on stderr, JSON unless `MLMESH_LOG_FORMAT=text`, credentials redacted
     (services/core/observability/logs.py); the access log is logger `mlmesh.access`. `service` names the
-    process in every line (default: the `services.<name>` module it runs as)."""
+    process in every line (default: the `services.<name>` module it runs as). A crash in native code
+    (a segfault in a C extension) writes every thread's Python stack to stderr too, so the service's log
+    says where it died instead of ending mid-stream."""
     install_logging(level, service=service, log_format=ObservabilitySettings().log_format)
+    faulthandler.enable(file=sys.stderr, all_threads=True)
 
 
 class ServiceHost:
