@@ -16,7 +16,7 @@ from services.core.topology import ServiceEndpoint, Topology, load_topology
 from services.mesh.envoy.config import (
     DESCRIPTOR_SET, INFERENCE_PATHS, REPO_ROOT, TRANSCODER, EnvoyOptions, envoy_yaml, load_envoy_options,
     render_envoy_config)
-from services.mesh.envoy.examples import COMPOSE_EXAMPLE, LOCAL_EXAMPLE, render_examples
+from services.mesh.envoy.examples import COMPOSE_EXAMPLE, K8S_EXAMPLE, LOCAL_EXAMPLE, render_examples
 from services.mesh.envoy.process import validate_config
 from services.mesh.supervisor import ServiceFailed
 from services.serving.server import INFERENCE_METHODS
@@ -233,13 +233,15 @@ def test_the_committed_examples_are_what_the_generator_makes():
         assert path.read_text() == text, f"{path} is stale: run `python -m services.mesh.envoy.examples`"
 
 
-@pytest.mark.parametrize("variant", ["default", "replicas+kserve_direct+dns", "compose", "access_log=all"])
+@pytest.mark.parametrize("variant", ["default", "replicas+kserve_direct+dns", "compose", "k8s", "access_log=all"])
 def test_envoy_itself_accepts_the_generated_config(variant, envoy_bin, tmp_path):
     descriptor = REPO_ROOT / DESCRIPTOR_SET
     if variant == "default":
         text = envoy_yaml(DEFAULT, descriptor_set=descriptor)
     elif variant == "compose":
         text = render_examples(descriptor_override=str(descriptor))[COMPOSE_EXAMPLE]
+    elif variant == "k8s":   # the mlmesh-envoy ConfigMap's envoy.yaml
+        text = yaml.safe_load(render_examples(descriptor_override=str(descriptor))[K8S_EXAMPLE])["data"]["envoy.yaml"]
     elif variant == "access_log=all":
         text = envoy_yaml(DEFAULT, EnvoyOptions(access_log="all"), descriptor_set=descriptor)
     else:

@@ -62,7 +62,7 @@ def test_grpc_services_have_native_grpc_probes_and_the_gateway_http_ones(objects
 
 
 def test_pods_run_non_root_without_privilege_escalation_and_with_resources(objects):
-    for name in TOPOLOGY.services:
+    for name in [*TOPOLOGY.services, "envoy"]:
         spec = pod(objects, name)
         assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
         assert spec["automountServiceAccountToken"] is False
@@ -120,3 +120,25 @@ def test_the_minimal_kustomize_agrees_with_kubectl_kustomize(root):
     key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
     real = sorted((o for o in yaml.safe_load_all(result.stdout) if o), key=key)
     assert real == sorted(build(root), key=key)
+
+
+def test_envoy_fronts_every_service_with_the_generated_config(objects):
+    """The front door runs the mlmesh image's Envoy on the generated mlmesh-envoy ConfigMap (kept fresh by
+    test_envoy_config), listens where its Service points, and routes to each service's Service name and port."""
+    container = pod(objects, "envoy")["containers"][0]
+    assert container["command"][:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
+    volumes = {v["name"]: v for v in pod(objects, "envoy")["volumes"]}
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/etc/envoy")
+    assert volumes[mount["name"]]["configMap"]["name"] == "mlmesh-envoy"
+    config = yaml.safe_load(find(objects, "ConfigMap", "mlmesh-envoy")["data"]["envoy.yaml"])
+    listener = config["static_resources"]["listeners"][0]["address"]["socket_address"]
+    assert listener == {"address": "0.0.0.0", "port_value": container["ports"][0]["containerPort"]}
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"   # drain/quit stay in the pod
+    service = find(objects, "Service", "envoy")["spec"]
+    assert service["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    topology = yaml.safe_load(find(objects, "ConfigMap", "mlmesh-topology")["data"]["topology.yaml"])["services"]
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    for name, spec in topology.items():
+        endpoint = clusters[name]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        assert endpoint["socket_address"] == {"address": spec["host"], "port_value": spec["port"]}, name
+        assert clusters[name]["type"] == "STRICT_DNS"   # serving's headless Service: every pod an endpoint
