@@ -4,6 +4,7 @@ match the topology; every pod runs non-root without privilege escalation and wit
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 import subprocess
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from services.core.topology import load_topology
+from services.mesh.envoy.examples import K8S_DESCRIPTOR
 from tests.deploy.conftest import REPO
 from tests.deploy.kustomize import build, find
 
@@ -127,6 +129,13 @@ def test_envoy_fronts_every_service_with_the_generated_config(objects):
     test_envoy_config), listens where its Service points, and routes to each service's Service name and port."""
     container = pod(objects, "envoy")["containers"][0]
     assert container["command"][:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
+    # The descriptor set the config names is the repo's, where the Dockerfile copies the repo (not ignored).
+    dockerfile, ignored = (REPO / "deploy" / "Dockerfile").read_text(), (REPO / "deploy" / "Dockerfile.dockerignore")
+    assert "WORKDIR /app" in dockerfile and "COPY --chown=root:root . ." in dockerfile
+    descriptor = K8S_DESCRIPTOR.removeprefix("/app/")
+    assert (REPO / descriptor).is_file()
+    patterns = [p.strip() for p in ignored.read_text().splitlines() if p.strip() and not p.startswith("#")]
+    assert not [p for p in patterns if fnmatch.fnmatch(descriptor, p) or descriptor.startswith(p.rstrip("/") + "/")]
     volumes = {v["name"]: v for v in pod(objects, "envoy")["volumes"]}
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/etc/envoy")
     assert volumes[mount["name"]]["configMap"]["name"] == "mlmesh-envoy"
