@@ -47,10 +47,21 @@ class MeshClient:
              subject: str | None = None) -> str:
         return self.issuer.mint(subject or self.subject, audience, scopes, ttl_s=ttl_s)
 
-    @contextlib.asynccontextmanager
-    async def channel(self, service: str) -> AsyncIterator[grpc.aio.Channel]:
-        """A channel to `service` whose calls carry a token with audience = the service's name."""
+    def replica_addresses(self, service: str) -> list[str]:
+        """Each replica of `service` a command can ask: `replicas: N` listen on N consecutive ports. With
+        `discovery: dns` the entry's own address only: the pods behind it are not reachable from outside
+        the cluster (inside it, HaltAll reaches each one)."""
         endpoint = self.endpoint(service)
+        return [f"{endpoint.host}:{endpoint.port + i}" for i in range(endpoint.replicas)]
+
+    @contextlib.asynccontextmanager
+    async def channel(self, service: str, address: str | None = None) -> AsyncIterator[grpc.aio.Channel]:
+        """A channel to `service` (or to its replica at `address`) whose calls carry a token with
+        audience = the service's name."""
+        endpoint = self.endpoint(service)
+        if address is not None:
+            endpoint = endpoint.model_copy(update={"host": address.rsplit(":", 1)[0],
+                                                   "port": int(address.rsplit(":", 1)[1])})
         channel = connect(endpoint.address, service, self.issuer, self.subject, ALL_SCOPES)
         try:
             async with translate_errors(endpoint):

@@ -4,10 +4,16 @@
 Every verb is one Serving RPC (WatchSessions: a stream) through MeshClient, so errors print as one red line
 with the usual exit codes; a halted session's UNAVAILABLE keeps its message ("... halted: <reason>").
 Arguments are parsed inside the call, so a bad number is the same one-line error (exit 2).
+
+With several serving replicas (`replicas: N`), `sessions` lists (and watches) every replica's sessions, a
+table per replica, and `halt`, `resume` and `undeploy` act on the session wherever a replica holds it (the same
+id may live on each, as when deploys go through Envoy); a replica that does not answer is named and the
+command exits 1. The typed calls go to one replica, as a client would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import nullcontext
 from collections.abc import Callable
@@ -15,12 +21,14 @@ from typing import Annotated, Any
 
 import typer
 from google.protobuf.message import Message
+from pydantic import ValidationError
 from rich import box
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
 from mlmesh.v1 import common_pb2, serving_pb2, serving_pb2_grpc
-from services.core.errors import InvalidArgument
+from services.core.errors import InvalidArgument, MLMeshError, NotFound
 from services.mesh import output as out
 from services.mesh.client import CALL_TIMEOUT_S, MeshClient
 from services.mesh.registry_cmds import JsonOpt
@@ -113,16 +121,57 @@ SESSION_COLUMNS: list[tuple[str, int, Any]] = [
 NUMERIC = {"queue", "batch", "req/s", "p50/p99 ms"}
 
 
-def sessions_table(sessions, width: int) -> Table:
+async def _on_replicas(method: str, request: Message, timeout: float = CALL_TIMEOUT_S
+                       ) -> list[tuple[str, Any]]:
+    """`method` on every serving replica at once: (replica address, its reply or its domain error)."""
+    client = MeshClient()
+
+    async def one(address: str) -> tuple[str, Any]:
+        try:
+            async with client.channel("serving", address) as channel:
+                return address, await getattr(serving_pb2_grpc.ServingStub(channel), method)(request, timeout=timeout)
+        except MLMeshError as exc:
+            return address, exc
+
+    return list(await asyncio.gather(*(one(a) for a in client.replica_addresses("serving"))))
+
+
+def _report_unreachable(failed: list[tuple[str, MLMeshError]]) -> None:
+    for address, exc in failed:
+        out.err_console().print(f"[bold red]error:[/] replica serving@{out.escape(address)}: {out.escape(str(exc))}",
+                                soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _several_replicas() -> bool:
+    try:
+        return len(MeshClient().replica_addresses("serving")) > 1
+    except MLMeshError as exc:   # a bad topology file: the usual one red line
+        out.fail_with(exc)
+    except ValidationError as exc:
+        out.fail_settings(exc)
+
+
+def sessions_table(sessions, width: int, title: str = "serving sessions") -> Table:
     columns = [c for c in SESSION_COLUMNS if width >= c[1]]
-    table = Table(title="serving sessions", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
-                  pad_edge=False)
+    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for header, _, _ in columns:
         table.add_column(header, justify="right" if header in NUMERIC else "left",
                          no_wrap=header in NUMERIC or header in ("session", "state", "breaker"), overflow="fold")
     for s in sessions:
         table.add_row(*(value(s, s.stats) for _, _, value in columns))
     return table
+
+
+def replica_tables(sessions, width: int, replicas: list[str]) -> Group:
+    """One table per replica (named as it names itself), in topology order, a replica without sessions too."""
+    names = [f"serving@{a}" for a in replicas]
+    by_replica: dict[str, list] = {name: [] for name in names}
+    for s in sessions:
+        by_replica.setdefault(s.replica, []).append(s)
+    return Group(*(sessions_table(group, width, f"serving sessions on {out.escape(name)}")
+                   for name, group in by_replica.items()))
 
 
 def print_session(s: serving_pb2.ServingSession, as_json: bool) -> None:
@@ -188,7 +237,10 @@ def sessions(
     count: Annotated[int, typer.Option(min=0, help="With --watch: stop after this many updates (0: never).")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Serving sessions with their live figures; --json with --watch prints one JSON line per update."""
+    """Serving sessions with their live figures (every replica's); --json with --watch prints one JSON line per
+    update."""
+    if _several_replicas():
+        return _sessions_of_replicas(watch, interval, count, as_json)
     if not watch:
         reply = _call("ListSessions", serving_pb2.ListSessionsRequest)
         console = out.console()
@@ -216,6 +268,75 @@ def sessions(
         out.run(follow())
     except KeyboardInterrupt:  # Ctrl-C ends watching, not the session's figures: a normal exit
         pass
+
+
+def _sessions_of_replicas(watch: bool, interval: float, count: int, as_json: bool) -> None:
+    console = out.console()
+    if not watch:
+        results = out.run(_on_replicas("ListSessions", serving_pb2.ListSessionsRequest()))
+        merged = serving_pb2.ListSessionsResponse(
+            sessions=[s for _, reply in results if not isinstance(reply, MLMeshError) for s in reply.sessions])
+        out.print_json(merged) if as_json else console.print(
+            replica_tables(merged.sessions, console.width, [a for a, _ in results]))
+        return _report_unreachable([(a, r) for a, r in results if isinstance(r, MLMeshError)])
+
+    async def follow() -> None:   # one stream per replica; the table is redrawn from the latest of each
+        client, latest = MeshClient(), {}
+        updates: asyncio.Queue = asyncio.Queue()
+
+        async def watch_one(address: str) -> None:
+            async with client.channel("serving", address) as channel:
+                async for update in serving_pb2_grpc.ServingStub(channel).WatchSessions(
+                        serving_pb2.WatchSessionsRequest(interval_s=interval)):
+                    await updates.put((address, update))
+
+        addresses = client.replica_addresses("serving")
+        streams = [asyncio.ensure_future(watch_one(a)) for a in addresses]
+        failed = asyncio.ensure_future(asyncio.wait(streams, return_when=asyncio.FIRST_EXCEPTION))
+        live_table = nullcontext() if as_json else Live(console=console, auto_refresh=False)
+        try:
+            with live_table as live:
+                seen = 0
+                while not count or seen < count:
+                    got = asyncio.ensure_future(updates.get())
+                    await asyncio.wait([got, failed], return_when=asyncio.FIRST_COMPLETED)
+                    if not got.done():
+                        got.cancel()
+                        next(t for t in streams if t.done()).result()   # a replica's stream failed: say which
+                    address, update = got.result()
+                    latest[address] = update
+                    merged = serving_pb2.ListSessionsResponse(
+                        sessions=[s for u in latest.values() for s in u.sessions])
+                    if as_json:
+                        typer.echo(json.dumps(out.to_dict(merged), default=str))
+                    else:
+                        live.update(replica_tables(merged.sessions, console.width, addresses), refresh=True)
+                    seen += 1
+        finally:
+            for task in (*streams, failed):
+                task.cancel()
+
+    try:
+        out.run(follow())
+    except KeyboardInterrupt:
+        pass
+
+
+def _on_session(method: str, request: Message, as_json: bool) -> None:
+    """A session verb: on the one replica, or on every replica that holds the session."""
+    if not _several_replicas():
+        return print_session(_call(method, lambda: request), as_json)
+    results = out.run(_on_replicas(method, request))
+    found = [reply for _, reply in results if not isinstance(reply, MLMeshError)]
+    failed = [(a, r) for a, r in results if isinstance(r, MLMeshError) and not isinstance(r, NotFound)]
+    if not found and not failed:
+        out.fail_with(next(r for _, r in results))   # no replica holds it: the usual NOT_FOUND line
+    if as_json:
+        out.print_json([out.to_dict(s) for s in found])
+    else:
+        for session in found:
+            print_session(session, False)
+    _report_unreachable(failed)
 
 
 def predict(session: SessionArg, features: FeaturesOpt = "", row: RowOpt = [], named: NamedOpt = [],
@@ -276,19 +397,20 @@ def segment(session: SessionArg, series: Annotated[str, typer.Option(help="The s
 
 def halt(session: SessionArg, reason: ReasonOpt = "", cancel_running: CancelRunningOpt = False,
          as_json: JsonOpt = False) -> None:
-    """Kill switch for one session: queued calls fail UNAVAILABLE at once, new ones are refused."""
-    print_session(_call("HaltSession", lambda: serving_pb2.HaltSessionRequest(
-        session_id=session, reason=reason, cancel_running=cancel_running)), as_json)
+    """Kill switch for one session (on every replica that holds it): queued calls fail UNAVAILABLE at once, new
+    ones are refused."""
+    _on_session("HaltSession", serving_pb2.HaltSessionRequest(session_id=session, reason=reason,
+                                                              cancel_running=cancel_running), as_json)
 
 
 def resume(session: SessionArg, as_json: JsonOpt = False) -> None:
-    """Serve a halted session again."""
-    print_session(_call("ResumeSession", lambda: serving_pb2.ResumeSessionRequest(session_id=session)), as_json)
+    """Serve a halted session again (on every replica that holds it)."""
+    _on_session("ResumeSession", serving_pb2.ResumeSessionRequest(session_id=session), as_json)
 
 
 def undeploy(session: SessionArg, as_json: JsonOpt = False) -> None:
-    """Stop a session for good and free its model."""
-    print_session(_call("UndeploySession", lambda: serving_pb2.UndeploySessionRequest(session_id=session)), as_json)
+    """Stop a session for good and free its model (on every replica that holds it)."""
+    _on_session("UndeploySession", serving_pb2.UndeploySessionRequest(session_id=session), as_json)
 
 
 def halt_all(reason: ReasonOpt = "", cancel_running: CancelRunningOpt = False, as_json: JsonOpt = False) -> None:

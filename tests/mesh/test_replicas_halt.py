@@ -1,12 +1,14 @@
 """The kill switch across replicas: three real serving replicas (in-process, each its own gRPC server on the
 consecutive ports a topology with `replicas: 3` names) with sessions each. HaltAll on one halts all three and
-lists every replica's results (a row of its own for a replica without sessions); this_replica_only halts just the one asked; cancel_running travels to every
-replica (and `mlmesh halt / halt-all --cancel-running` ask for it); a replica that is down or does not answer
-in time is reported with its address and error, never dropped."""
+lists every replica's results (a row of its own for a replica without sessions); this_replica_only halts just
+the one asked; cancel_running travels to every replica (and `mlmesh halt / halt-all --cancel-running` ask for
+it); a replica that is down or does not answer in time is reported with its address and error, never dropped.
+The CLI lists and watches every replica's sessions and halts a session on each replica that holds it."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from contextlib import ExitStack
 
@@ -21,7 +23,7 @@ from services.core.auth.policy import ALL_SCOPES
 from services.core.auth.tokens import TokenIssuer
 from services.core.settings import AuthSettings, MeshSettings, ServerSettings
 from services.core.topology import load_topology
-from services.mesh.cli import app as cli
+from services.mesh.cli import app as cli_app
 from services.registry.server import build_registry
 from services.serving.server import ServingSettings, build_serving
 from tests.serving.conftest import gated_segmenter
@@ -137,7 +139,7 @@ async def test_a_replica_without_sessions_is_named_in_the_answer(mesh, settings,
     assert reply.halted == 0 and not any(r.error for r in reply.results)
     monkeypatch.setenv("MLMESH_HOME", str(settings.home))
     monkeypatch.setenv("MLMESH_TOPOLOGY_FILE", str(settings.topology_file))
-    result = await asyncio.to_thread(CliRunner().invoke, cli, ["halt-all", "--reason", "empty"])
+    result = await asyncio.to_thread(CliRunner().invoke, cli_app, ["halt-all", "--reason", "empty"])
     assert result.exit_code == 0, result.output   # nothing failed to confirm
     assert result.output.count("(no sessions)") == REPLICAS and f"0 of 0 sessions halted on {REPLICAS}" in result.output
 
@@ -175,6 +177,46 @@ async def test_this_replica_only_leaves_the_others_serving(mesh):
         answer = await call(replica, "Segment", serving_pb2.SegmentRequest(session_id="seg-everywhere",
                                                                            series=SERIES), token)
         assert list(answer.change_points) == [20]
+    await resume_all(replicas, token)
+
+
+async def cli(settings, monkeypatch, *args: str):
+    """`mlmesh ARGS` against this module's topology, in a thread (the replicas on this loop keep serving)."""
+    monkeypatch.setenv("MLMESH_HOME", str(settings.home))
+    monkeypatch.setenv("MLMESH_TOPOLOGY_FILE", str(settings.topology_file))
+    return await asyncio.to_thread(CliRunner().invoke, cli_app, list(args))
+
+
+async def test_the_cli_lists_every_replicas_sessions_and_halts_one_wherever_it_lives(mesh, settings, monkeypatch):
+    replicas, token = mesh
+    listed = await cli(settings, monkeypatch, "sessions", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert {(s["replica"], s["id"]) for s in json.loads(listed.stdout)["sessions"]} == {
+        (f"serving@{r.address}", session) for i, r in enumerate(replicas)
+        for session in (f"seg-{i}-a", f"seg-{i}-b", "seg-everywhere")}
+    table = await cli(settings, monkeypatch, "sessions")
+    assert table.exit_code == 0, table.output
+    assert all(f"serving sessions on serving@{r.address}" in table.stdout for r in replicas), table.stdout
+    watched = await cli(settings, monkeypatch, "sessions", "--watch", "--count", str(len(replicas)), "--json")
+    assert watched.exit_code == 0, watched.output   # one stream per replica, merged: each one's first update
+    last = json.loads(watched.stdout.strip().splitlines()[-1])
+    assert {s["replica"] for s in last["sessions"]} == {f"serving@{r.address}" for r in replicas}
+
+    everywhere = await cli(settings, monkeypatch, "halt", "seg-everywhere", "--reason", "cli drill", "--json")
+    assert everywhere.exit_code == 0, everywhere.output
+    assert sorted(s["replica"] for s in json.loads(everywhere.stdout)) == sorted(
+        f"serving@{r.address}" for r in replicas)
+    one = await cli(settings, monkeypatch, "halt", "seg-1-a", "--json")
+    assert [s["replica"] for s in json.loads(one.stdout)] == [f"serving@{replicas[1].address}"]
+    for i, replica in enumerate(replicas):
+        halted = {sid for sid, state in (await states(replica, token)).items()
+                  if state == serving_pb2.SESSION_STATE_HALTED}
+        assert halted == ({"seg-everywhere", "seg-1-a"} if i == 1 else {"seg-everywhere"})
+    missing = await cli(settings, monkeypatch, "halt", "no-such-session")
+    assert missing.exit_code == 3 and "no-such-session" in missing.output   # held by no replica: NOT_FOUND
+
+    resumed = await cli(settings, monkeypatch, "resume", "seg-everywhere", "--json")
+    assert resumed.exit_code == 0 and len(json.loads(resumed.stdout)) == len(replicas)
     await resume_all(replicas, token)
 
 
@@ -227,7 +269,7 @@ async def test_the_cli_cancel_running_flags_reach_serving(mesh, settings, monkey
                                             (["halt-all"], replicas[2], "cli-every", every)):
         running = await held_segment(replica, session_id, token, gate)
         # The command runs its own event loop: in a thread, so the replicas on this loop keep serving.
-        result = await asyncio.to_thread(CliRunner().invoke, cli, [*args, "--cancel-running", "--reason", "cli"])
+        result = await asyncio.to_thread(CliRunner().invoke, cli_app, [*args, "--cancel-running", "--reason", "cli"])
         assert result.exit_code == 0, result.output
         await assert_failed_at_once(running, gate, "cli")
         gate.go.set()
@@ -256,3 +298,14 @@ async def test_a_replica_that_does_not_answer_is_reported(mesh):
     mine = {(r.session_id, r.halted) for r in reply.results if r.replica == f"serving@{replicas[0].address}"}
     assert mine == {("seg-0-a", True), ("seg-0-b", True), ("seg-everywhere", True)}
     assert reply.halted == 3 and len(reply.results) == 5
+
+
+async def test_the_cli_names_the_replicas_it_could_not_list(mesh, settings, monkeypatch):
+    """After the test above, replicas 1 and 2 are down: `mlmesh sessions` still lists replica 0's and exits 1
+    naming the two it could not reach."""
+    replicas, _ = mesh
+    listed = await cli(settings, monkeypatch, "sessions")
+    assert listed.exit_code == 1
+    assert "seg-0-a" in listed.stdout
+    for replica in replicas[1:]:
+        assert f"replica serving@{replica.address}" in listed.stderr and "not reachable" in listed.stderr
