@@ -24,6 +24,7 @@ from services.serving.interfaces.backends import (
     segmenter_backend,
     torch_backend,
 )
+from services.serving.interfaces.backends.features import feature_matrix
 from tests.serving.conftest import FEATURES, REGIMES, WINDOW
 
 
@@ -151,3 +152,25 @@ async def test_change_point_segmenter_finds_mean_shifts_deterministically():
     assert binary_segmentation(np.array([1.0, 1, 1, 1, 5, 5, 5, 5])) == [4]
     flat = await segmenter.segment([2.0] * 10)
     assert flat.change_points == () and flat.segments[0].stddev == 0
+
+
+@pytest.mark.parametrize("features, rows", [
+    (np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32), [[1.0, 2.0], [3.0, 4.0]]),   # a KServe tensor
+    (np.array([1, 2]), [[1.0, 2.0]]),                                                  # one row
+    ([[1, 2], [3, 4]], [[1.0, 2.0], [3.0, 4.0]]),
+    ([1.5, 2], [[1.5, 2.0]]),
+    ({"b": 2, "a": 1}, [[1.0, 2.0]]),
+])
+def test_feature_matrix_takes_rows_of_every_kind(features, rows):
+    matrix = feature_matrix(features, ("a", "b"))
+    assert matrix.dtype == np.float64 and matrix.tolist() == rows
+
+
+@pytest.mark.parametrize("features, message", [
+    (np.array([["a", "b"]]), "list of numbers"), (np.zeros((1, 2, 2)), "list of numbers"),
+    (np.zeros((0, 2)), "no rows"), ([[1, 2], [3]], "same number of values"), ("1,2", "expected a row"),
+])
+def test_feature_matrix_refuses_what_is_not_rows_naming_the_field(features, message):
+    with pytest.raises(InvalidArgument, match=message) as refused:
+        feature_matrix(features, ("a", "b"), field="rows")
+    assert refused.value.field == "rows"

@@ -22,6 +22,8 @@ def _is_single_row(features: Any) -> bool:
 def feature_matrix(features: Any, names: Sequence[str], *, field: str = "rows") -> np.ndarray:
     """(rows, features) float64 from one row or a list of rows; a row is numbers in the model's feature
     order or a mapping name -> value (mapped through `names`: a missing or unknown name is refused)."""
+    if type(features) is np.ndarray and features.size and features.ndim in (1, 2):  # tensors (KServe): no ABCs
+        return _matrix(features.reshape(1, -1) if features.ndim == 1 else features, field)
     if type(features) is list and features:  # fast path for plain lists, the usual call (no ABC checks)
         first = type(features[0])
         if first is float or first is int:
