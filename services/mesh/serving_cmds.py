@@ -300,9 +300,12 @@ def _sessions_of_replicas(watch: bool, interval: float, count: int, as_json: boo
                 while not count or seen < count:
                     got = asyncio.ensure_future(updates.get())
                     await asyncio.wait([got, failed], return_when=asyncio.FIRST_COMPLETED)
-                    if not got.done():
+                    if not got.done():   # a replica's stream failed (say which), or every stream ended
                         got.cancel()
-                        next(t for t in streams if t.done()).result()   # a replica's stream failed: say which
+                        for stream in streams:
+                            if stream.done() and stream.exception() is not None:
+                                raise stream.exception()
+                        return
                     address, update = got.result()
                     latest[address] = update
                     merged = serving_pb2.ListSessionsResponse(
