@@ -309,3 +309,6 @@ async def test_the_cli_names_the_replicas_it_could_not_list(mesh, settings, monk
     assert "seg-0-a" in listed.stdout
     for replica in replicas[1:]:
         assert f"replica serving@{replica.address}" in listed.stderr and "not reachable" in listed.stderr
+    watched = await cli(settings, monkeypatch, "sessions", "--watch", "--count", "5")
+    assert watched.exit_code == 1 and "not reachable" in watched.stderr   # a stream that cannot start: named
+    assert any(f"at {replica.address}" in watched.stderr for replica in replicas[1:]), watched.stderr
