@@ -22,23 +22,20 @@ from typing import Annotated, Any
 import typer
 from google.protobuf.message import Message
 from pydantic import ValidationError
-from rich import box
-from rich.console import Group
 from rich.live import Live
-from rich.table import Table
 
 from mlmesh.v1 import common_pb2, serving_pb2, serving_pb2_grpc
 from services.core.errors import InvalidArgument, MLMeshError, NotFound
 from services.mesh import output as out
 from services.mesh.client import CALL_TIMEOUT_S, MeshClient
 from services.mesh.registry_cmds import JsonOpt
+from services.mesh.serving_output import fmt_values, print_answer, print_session, replica_tables, sessions_table
 
 DEPLOY_TIMEOUT_S = 300.0  # a deploy fetches, verifies and may load the model into Triton
 INTERFACES = {n: common_pb2.InterfaceKind.Value(f"INTERFACE_KIND_{n.upper()}")
               for n in ("predictor", "forecaster", "classifier", "segmenter", "analyzer")}
 EXECUTORS = {"auto": serving_pb2.EXECUTOR_KIND_UNSPECIFIED, "triton": serving_pb2.EXECUTOR_KIND_TRITON,
              "in_process": serving_pb2.EXECUTOR_KIND_IN_PROCESS}
-STATE_COLOUR = {"ready": "green", "halted": "red", "deploying": "yellow", "undeployed": "dim", "failed": "red"}
 
 SessionArg = Annotated[str, typer.Argument(help="The session id (see `mlmesh sessions`).")]
 FeaturesOpt = Annotated[str, typer.Option("--features", help="One row of numbers in the model's order: 1,2,3.")]
@@ -92,34 +89,7 @@ def _call(method: str, build: Callable[[], Message], timeout: float = CALL_TIMEO
     return out.run(call())
 
 
-# ---- printing ----
-
-def _enum(value: int, enum, prefix: str) -> str:
-    return enum.Name(value).removeprefix(prefix).lower() if value in enum.values() else str(value)
-
-
-def state_name(s: serving_pb2.ServingSession) -> str:
-    return _enum(s.state, serving_pb2.SessionState, "SESSION_STATE_")
-
-
-# (header, width the table needs before it is shown, value of a session); narrow terminals keep the figures.
-SESSION_COLUMNS: list[tuple[str, int, Any]] = [
-    ("session", 0, lambda s, st: out.escape(s.id)),
-    ("model", 150, lambda s, st: out.escape(out.short(s.model, 24))),
-    ("interface", 110, lambda s, st: _enum(s.interface, common_pb2.InterfaceKind, "INTERFACE_KIND_")),
-    ("state", 0, lambda s, st: f"[{STATE_COLOUR.get(state_name(s), 'white')}]{state_name(s)}[/]"),
-    ("executor", 110, lambda s, st: _enum(s.executor, serving_pb2.ExecutorKind, "EXECUTOR_KIND_")),
-    ("queue", 0, lambda s, st: str(st.queue_depth)),
-    ("batch", 0, lambda s, st: f"{st.batch_size_mean:.1f}"),
-    ("req/s", 0, lambda s, st: f"{st.throughput_rps:.1f}"),
-    ("p50/p99 ms", 0, lambda s, st: f"{st.latency_p50_ms:.2f}/{st.latency_p99_ms:.2f}"),
-    ("rule trips", 0, lambda s, st: out.escape(", ".join(f"{k} {v}" for k, v in sorted(st.rule_trips.items()) if v)
-                                               or "-")),
-    ("breaker", 0, lambda s, st: _enum(st.breaker_state, serving_pb2.BreakerState, "BREAKER_STATE_")
-     .replace("unspecified", "-")),
-]
-NUMERIC = {"queue", "batch", "req/s", "p50/p99 ms"}
-
+# ---- several replicas ----
 
 async def _on_replicas(method: str, request: Message, timeout: float = CALL_TIMEOUT_S
                        ) -> list[tuple[str, Any]]:
@@ -151,54 +121,6 @@ def _several_replicas() -> bool:
         out.fail_with(exc)
     except ValidationError as exc:
         out.fail_settings(exc)
-
-
-def sessions_table(sessions, width: int, title: str = "serving sessions") -> Table:
-    columns = [c for c in SESSION_COLUMNS if width >= c[1]]
-    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for header, _, _ in columns:
-        table.add_column(header, justify="right" if header in NUMERIC else "left",
-                         no_wrap=header in NUMERIC or header in ("session", "state", "breaker"), overflow="fold")
-    for s in sessions:
-        table.add_row(*(value(s, s.stats) for _, _, value in columns))
-    return table
-
-
-def replica_tables(sessions, width: int, replicas: list[str]) -> Group:
-    """One table per replica (named as it names itself), in topology order, a replica without sessions too."""
-    names = [f"serving@{a}" for a in replicas]
-    by_replica: dict[str, list] = {name: [] for name in names}
-    for s in sessions:
-        by_replica.setdefault(s.replica, []).append(s)
-    return Group(*(sessions_table(group, width, f"serving sessions on {out.escape(name)}")
-                   for name, group in by_replica.items()))
-
-
-def print_session(s: serving_pb2.ServingSession, as_json: bool) -> None:
-    if as_json:
-        return out.print_json(s)
-    b = s.batching
-    batching = f"max {b.max_batch_size} rows, delay {b.max_queue_delay_us} µs, queue {b.max_queue_size}"
-    if b.HasField("iteration_level"):
-        batching += ", iteration-level" if b.iteration_level else ", request-level"
-    rows = [("session", s.id), ("state", state_name(s)), ("model", s.model), ("artifact", s.artifact_id),
-            ("interface", _enum(s.interface, common_pb2.InterfaceKind, "INTERFACE_KIND_")),
-            ("executor", _enum(s.executor, serving_pb2.ExecutorKind, "EXECUTOR_KIND_")), ("batching", batching),
-            ("rule pack", s.rule_pack), ("halt reason", s.halt_reason), ("replica", s.replica)]
-    out.console().print(out.table(None, ["", ""], rows))
-
-
-def print_answer(reply: Message, columns: list[str], rows: list[list[Any]], as_json: bool) -> None:
-    if as_json:
-        return out.print_json(reply)
-    out.console().print(out.table(None, columns, rows))
-    m = reply.meta
-    out.console().print(f"[dim]session {out.escape(m.session_id)} · batch {m.batch_size} · queue {m.queue_ms:.2f} ms"
-                        f" · compute {m.compute_ms:.2f} ms[/]")
-
-
-def _fmt(values) -> str:
-    return ", ".join(f"{v:.6g}" for v in values)
 
 
 # ---- verbs ----
@@ -347,7 +269,8 @@ def predict(session: SessionArg, features: FeaturesOpt = "", row: RowOpt = [], n
     """Predict values for feature rows."""
     reply = _call("Predict", lambda: serving_pb2.PredictRequest(session_id=session,
                                                                  rows=feature_rows(features, row, named)))
-    print_answer(reply, ["row", "values"], [[i, _fmt(p.values)] for i, p in enumerate(reply.predictions)], as_json)
+    print_answer(reply, ["row", "values"], [[i, fmt_values(p.values)] for i, p in enumerate(reply.predictions)],
+                 as_json)
 
 
 def classify(session: SessionArg, features: FeaturesOpt = "", row: RowOpt = [], named: NamedOpt = [],
