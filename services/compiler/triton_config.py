@@ -38,7 +38,7 @@ def _tensor(t: TensorSig) -> str:
 def config_text(platform: str, inputs: Sequence[TensorSig], outputs: Sequence[TensorSig], max_batch_size: int, *,
                 dynamic_batching: bool = False, max_queue_delay_us: int = 100, instance_kind: str = "") -> str:
     """config.pbtxt for a compiled output; `platform` may also be "python" (a python-backend model)."""
-    head = [f'backend: "python"'] if platform == "python" else [
+    head = ['backend: "python"'] if platform == "python" else [
         f'platform: "{platform}"', f'backend: "{PLATFORMS[platform][0]}"']
     lines = [
         "# Written by the mlmesh compiler. No name: Triton names the model after its folder.",

@@ -4,9 +4,7 @@ a `.sha256` sidecar beside every safetensors file, and the manifest of exactly t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from services.core.artifacts.manifest import Manifest, parse_manifest
 from services.core.artifacts.objectstore import sha256_file
