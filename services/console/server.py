@@ -25,7 +25,7 @@ def serving_replicas(topology: Topology) -> list[str]:
     endpoint = topology.services.get(SERVING)
     if endpoint is None:
         return []
-    return [f"{SERVING}@{endpoint.host}:{endpoint.port + i}" for i in range(endpoint.replicas)]
+    return [f"{SERVING}@{address}" for address in endpoint.replica_addresses]
 
 
 def main(argv: list[str] | None = None) -> None:

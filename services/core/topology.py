@@ -37,6 +37,15 @@ class ServiceEndpoint(BaseModel):
         return self
 
     @property
+    def replica_ports(self) -> list[int]:
+        """`replicas: N` listen on N consecutive ports from `port` on `host` (the "ports" discovery)."""
+        return [self.port + i for i in range(self.replicas)]
+
+    @property
+    def replica_addresses(self) -> list[str]:
+        return [f"{self.host}:{port}" for port in self.replica_ports]
+
+    @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 

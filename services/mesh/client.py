@@ -51,8 +51,7 @@ class MeshClient:
         """Each replica of `service` a command can ask: `replicas: N` listen on N consecutive ports. With
         `discovery: dns` the entry's own address only: the pods behind it are not reachable from outside
         the cluster (inside it, HaltAll reaches each one)."""
-        endpoint = self.endpoint(service)
-        return [f"{endpoint.host}:{endpoint.port + i}" for i in range(endpoint.replicas)]
+        return self.endpoint(service).replica_addresses
 
     @contextlib.asynccontextmanager
     async def channel(self, service: str, address: str | None = None) -> AsyncIterator[grpc.aio.Channel]:

@@ -2,7 +2,7 @@
 graceful stop.
 
 A service with `replicas: N` runs N processes on the consecutive ports `port`..`port+N-1` (the ports Envoy
-balances, services/mesh/envoy/config.py `replica_ports`), each started with `--port`, logging to
+balances: `ServiceEndpoint.replica_ports`), each started with `--port`, logging to
 `<name>-<i>.log` and reported as `<name>-<i>`. The replicas of one service start together (they do not
 depend on one another) and each is waited for; any that exits stops the mesh like any other service.
 
@@ -88,9 +88,9 @@ def replicas_of(endpoint: ServiceEndpoint) -> list[tuple[int | None, ServiceEndp
     if endpoint.replicas == 1:
         return [(None, endpoint)]
     metrics = endpoint.metrics_port  # replicas serve /metrics on consecutive ports too
-    return [(i, endpoint.model_copy(update={"port": endpoint.port + i, "replicas": 1,
+    return [(i, endpoint.model_copy(update={"port": port, "replicas": 1,
                                             "metrics_port": None if metrics is None else metrics + i}))
-            for i in range(endpoint.replicas)]
+            for i, port in enumerate(endpoint.replica_ports)]
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -2,10 +2,9 @@
 topology to halt its own sessions, concurrently and under a short deadline.
 
 Replicas are the topology's `serving` entry, found as its `discovery` says:
-- "ports" (one machine): `replicas: N` listen on N consecutive ports from `port` on its host (the rule
-  Envoy's cluster is generated from, services/mesh/envoy/config.py `replica_ports`; serving cannot import
-  the mesh package, so the one-line rule is repeated here). A process that is not one of those replicas (a
-  test server on port 0, an ad-hoc one) has no peers: it halts only itself.
+- "ports" (one machine): `replicas: N` listen on N consecutive ports from `port` on its host
+  (`ServiceEndpoint.replica_addresses`, the rule Envoy's clusters and the supervisor follow too). A process
+  that is not one of those replicas (a test server on port 0, an ad-hoc one) has no peers: it halts only itself.
 - "dns" (Kubernetes, a headless Service): every address DNS answers for the entry's host, on its port,
   looked up at each HaltAll (pods come and go), less this replica's own advertised address. A lookup that
   fails is reported as a row naming the service, never taken for "no other replicas".
@@ -61,10 +60,6 @@ def advertised_host(bind_host: str, configured: str = "") -> str:
         return socket.gethostname()
 
 
-def replica_addresses(endpoint: ServiceEndpoint) -> list[str]:
-    return [f"{endpoint.host}:{endpoint.port + i}" for i in range(endpoint.replicas)]
-
-
 async def resolve_addresses(host: str, port: int) -> list[str]:
     """Every address DNS (or /etc/hosts) answers for `host`, as `host:port` targets, in answer order."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -83,7 +78,7 @@ def peers_of(endpoint: ServiceEndpoint | None, bound_port: int) -> list[str]:
     Replicas of one entry share a host, so the port alone says which one this process is."""
     if endpoint is None or not 0 <= bound_port - endpoint.port < endpoint.replicas:
         return []
-    return [a for a in replica_addresses(endpoint) if a != f"{endpoint.host}:{bound_port}"]
+    return [a for a in endpoint.replica_addresses if a != f"{endpoint.host}:{bound_port}"]
 
 
 class ReplicaFanout:

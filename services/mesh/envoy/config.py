@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.core.errors import InvalidArgument
-from services.core.topology import ServiceEndpoint, Topology
+from services.core.topology import Topology
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DESCRIPTOR_SET = Path("protos/mlmesh/v1/descriptors.pb")   # relative to the repo root
@@ -97,11 +97,6 @@ def topology_wants_envoy(path: Path | None) -> bool:
     return isinstance(raw, dict) and "envoy" in raw
 
 
-def replica_ports(endpoint: ServiceEndpoint) -> list[int]:
-    """`replicas: N` listen on N consecutive ports from `port`."""
-    return [endpoint.port + i for i in range(endpoint.replicas)]
-
-
 def _duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
@@ -167,7 +162,7 @@ def _replica_routes(topology: Topology, idle_s: float) -> list[dict]:
     if endpoint is None or endpoint.replicas < 2:
         return []
     routes = []
-    for index, port in enumerate(replica_ports(endpoint)):
+    for index, port in enumerate(endpoint.replica_ports):
         for service in endpoint.grpc_services:
             route = _grpc_route(f"/{service}/", replica_cluster(index), idle_s)
             route["match"]["headers"] = [{"name": REPLICA_HEADER, "string_match": {
@@ -224,12 +219,12 @@ def _clusters(topology: Topology, options: EnvoyOptions) -> list[dict]:
         health = ({"grpc_health_check": {}} if endpoint.health == "grpc" else
                   # The Host a client would send: the gateway checks Host (DNS rebinding) on its MCP paths.
                   {"http_health_check": {"path": endpoint.health, "host": endpoint.address}})
-        clusters.append(_cluster(endpoint.name, endpoint.host, replica_ports(endpoint), grpc=grpc,
+        clusters.append(_cluster(endpoint.name, endpoint.host, endpoint.replica_ports, grpc=grpc,
                                  health=health, interval_s=options.health_interval_s))
         if endpoint.name == SERVING and endpoint.replicas > 1:   # one more cluster per replica, for REPLICA_HEADER
             clusters += [_cluster(replica_cluster(i), endpoint.host, [port], grpc=grpc, health=health,
                                   interval_s=options.health_interval_s)
-                         for i, port in enumerate(replica_ports(endpoint))]
+                         for i, port in enumerate(endpoint.replica_ports)]
     if options.kserve_direct:
         host, _, port = options.kserve_direct.rpartition(":")
         if not host or not port.isdigit():
