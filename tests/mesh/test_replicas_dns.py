@@ -25,8 +25,17 @@ from services.core.settings import AuthSettings, MeshSettings, ServerSettings
 from services.core.topology import load_topology
 from services.registry.server import build_registry
 from services.serving.fanout import ReplicaFanout, advertised_host, resolve_addresses
-from services.serving.server import ServingSettings, build_serving
-from tests.mesh.test_replicas_halt import SERIES, Replica, by_replica, call, deploy, resume_all, states
+from tests.mesh.test_replicas_halt import (
+    SERIES,
+    Replica,
+    by_replica,
+    call,
+    deploy,
+    replica_app,
+    resume_all,
+    settings_with_serving,
+    states,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
@@ -63,12 +72,8 @@ class Zone:
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> MeshSettings:
-    root = tmp_path_factory.mktemp("replicas-dns")
-    topology = root / "topology.yaml"
-    topology.write_text(yaml.safe_dump({"services": {"serving": {
-        "module": "services.serving", "host": SERVICE_HOST, "port": port_free_on_every_host(), "discovery": "dns"}}}))
-    return MeshSettings(home=root / "home", database_url=f"sqlite+aiosqlite:///{root / 'mesh.db'}",
-                        topology_file=topology)
+    return settings_with_serving(tmp_path_factory.mktemp("replicas-dns"), {
+        "host": SERVICE_HOST, "port": port_free_on_every_host(), "discovery": "dns"})
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -78,10 +83,7 @@ async def mesh(settings):
     registry_address = f"127.0.0.1:{await registry.start('127.0.0.1', 0)}"
     zone, replicas = Zone(list(HOSTS)), []
     for host in HOSTS:
-        app = await build_serving(settings, ServerSettings(), AuthSettings(),
-                                  serving=ServingSettings(executor="in_process", start_triton=False,
-                                                          halt_fanout_timeout_s=1.0),
-                                  registry_address=registry_address)
+        app = await replica_app(settings, registry_address)
         app.fanout.resolve = zone.resolve
         assert await app.start(host, port) == port
         replicas.append(Replica(app, port, host))

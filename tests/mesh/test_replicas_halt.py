@@ -11,6 +11,7 @@ import asyncio
 import json
 import socket
 from contextlib import ExitStack
+from pathlib import Path
 
 import grpc
 import pytest
@@ -63,16 +64,27 @@ class Replica:
             await self.app.stop(0)
 
 
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory) -> MeshSettings:
-    """A home (the issuer key) and a topology whose serving entry names REPLICAS consecutive free ports."""
-    root = tmp_path_factory.mktemp("replicas")
+def settings_with_serving(root: Path, serving: dict) -> MeshSettings:
+    """A home (the issuer key), a SQLite registry and a topology with this serving entry, under `root`."""
     topology = root / "topology.yaml"
-    topology.write_text(yaml.safe_dump({"services": {"serving": {
-        "module": "services.serving", "host": "127.0.0.1", "port": consecutive_free_ports(REPLICAS),
-        "replicas": REPLICAS}}}))
+    topology.write_text(yaml.safe_dump({"services": {"serving": {"module": "services.serving", **serving}}}))
     return MeshSettings(home=root / "home", database_url=f"sqlite+aiosqlite:///{root / 'mesh.db'}",
                         topology_file=topology)
+
+
+async def replica_app(settings: MeshSettings, registry_address: str):
+    """One serving replica, built but not started (in-process executor, no Triton, a 1 s fan-out)."""
+    return await build_serving(settings, ServerSettings(), AuthSettings(),
+                               serving=ServingSettings(executor="in_process", start_triton=False,
+                                                       halt_fanout_timeout_s=1.0),
+                               registry_address=registry_address)
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> MeshSettings:
+    """A topology whose serving entry names REPLICAS consecutive free ports."""
+    return settings_with_serving(tmp_path_factory.mktemp("replicas"), {
+        "host": "127.0.0.1", "port": consecutive_free_ports(REPLICAS), "replicas": REPLICAS})
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -82,10 +94,7 @@ async def mesh(settings):
     registry_address = f"127.0.0.1:{await registry.start('127.0.0.1', 0)}"
     replicas = []
     for i in range(REPLICAS):
-        app = await build_serving(settings, ServerSettings(), AuthSettings(),
-                                  serving=ServingSettings(executor="in_process", start_triton=False,
-                                                          halt_fanout_timeout_s=1.0),
-                                  registry_address=registry_address)
+        app = await replica_app(settings, registry_address)
         assert await app.start("127.0.0.1", base + i) == base + i
         replicas.append(Replica(app, base + i))
     token = TokenIssuer.from_settings(settings, AuthSettings()).mint("operator", "serving", ALL_SCOPES)
