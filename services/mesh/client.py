@@ -59,8 +59,8 @@ class MeshClient:
         audience = the service's name."""
         endpoint = self.endpoint(service)
         if address is not None:
-            endpoint = endpoint.model_copy(update={"host": address.rsplit(":", 1)[0],
-                                                   "port": int(address.rsplit(":", 1)[1])})
+            host, _, port = address.rpartition(":")
+            endpoint = endpoint.model_copy(update={"host": host, "port": int(port)})
         channel = connect(endpoint.address, service, self.issuer, self.subject, ALL_SCOPES)
         try:
             async with translate_errors(endpoint):
