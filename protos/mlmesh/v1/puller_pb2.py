@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from mlmesh.v1 import common_pb2 as mlmesh_dot_v1_dot_common__pb2
 from mlmesh.v1 import operations_pb2 as mlmesh_dot_v1_dot_operations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mlmesh/v1/puller.proto\x12\tmlmesh.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1amlmesh/v1/operations.proto\"j\n\x0bPullRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x16\n\x0e\x61llow_patterns\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x61liases\x18\x04 \x03(\t\x12\x14\n\x0c\x61llow_pickle\x18\x05 \x01(\x08\x32S\n\x06Puller\x12I\n\x04Pull\x12\x16.mlmesh.v1.PullRequest\x1a\x14.mlmesh.v1.Operation\"\x13\x82\xd3\xe4\x93\x02\r\"\x08/ml/pull:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mlmesh/v1/puller.proto\x12\tmlmesh.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x16mlmesh/v1/common.proto\x1a\x1amlmesh/v1/operations.proto\"j\n\x0bPullRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x16\n\x0e\x61llow_patterns\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x61liases\x18\x04 \x03(\t\x12\x14\n\x0c\x61llow_pickle\x18\x05 \x01(\x08\"6\n\x08PushFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x81\x02\n\nPushHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12+\n\tinterface\x18\x03 \x01(\x0e\x32\x18.mlmesh.v1.InterfaceKind\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x15\n\rfeature_names\x18\x05 \x03(\t\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x0e\n\x06window\x18\x07 \x01(\x05\x12\"\n\x05\x66iles\x18\x08 \x03(\x0b\x32\x13.mlmesh.v1.PushFile\x12&\n\treference\x18\t \x01(\x0b\x32\x13.mlmesh.v1.PushFile\x12\x14\n\x0c\x61llow_pickle\x18\n \x01(\x08\"7\n\tPushChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"e\n\x0bPushRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.mlmesh.v1.PushHeaderH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.mlmesh.v1.PushChunkH\x00\x42\x06\n\x04part2\x8b\x01\n\x06Puller\x12\x36\n\x04Push\x12\x16.mlmesh.v1.PushRequest\x1a\x14.mlmesh.v1.Operation(\x01\x12I\n\x04Pull\x12\x16.mlmesh.v1.PullRequest\x1a\x14.mlmesh.v1.Operation\"\x13\x82\xd3\xe4\x93\x02\r\"\x08/ml/pull:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +36,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PULLER'].methods_by_name['Pull']._loaded_options = None
   _globals['_PULLER'].methods_by_name['Pull']._serialized_options = b'\202\323\344\223\002\r\"\010/ml/pull:\001*'
-  _globals['_PULLREQUEST']._serialized_start=95
-  _globals['_PULLREQUEST']._serialized_end=201
-  _globals['_PULLER']._serialized_start=203
-  _globals['_PULLER']._serialized_end=286
+  _globals['_PULLREQUEST']._serialized_start=119
+  _globals['_PULLREQUEST']._serialized_end=225
+  _globals['_PUSHFILE']._serialized_start=227
+  _globals['_PUSHFILE']._serialized_end=281
+  _globals['_PUSHHEADER']._serialized_start=284
+  _globals['_PUSHHEADER']._serialized_end=541
+  _globals['_PUSHCHUNK']._serialized_start=543
+  _globals['_PUSHCHUNK']._serialized_end=598
+  _globals['_PUSHREQUEST']._serialized_start=600
+  _globals['_PUSHREQUEST']._serialized_end=701
+  _globals['_PULLER']._serialized_start=704
+  _globals['_PULLER']._serialized_end=843
 # @@protoc_insertion_point(module_scope)

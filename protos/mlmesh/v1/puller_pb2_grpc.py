@@ -35,6 +35,11 @@ class PullerStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Push = channel.stream_unary(
+                '/mlmesh.v1.Puller/Push',
+                request_serializer=mlmesh_dot_v1_dot_puller__pb2.PushRequest.SerializeToString,
+                response_deserializer=mlmesh_dot_v1_dot_operations__pb2.Operation.FromString,
+                _registered_method=True)
         self.Pull = channel.unary_unary(
                 '/mlmesh.v1.Puller/Pull',
                 request_serializer=mlmesh_dot_v1_dot_puller__pb2.PullRequest.SerializeToString,
@@ -44,6 +49,16 @@ class PullerStub:
 
 class PullerServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def Push(self, request_iterator, context):
+        """A model from the caller's disk: the header, then every file's bytes in chunks (no message-size limit).
+        When the stream closes with every file complete and its SHA-256 matching, the upload starts a durable
+        operation (inspect -> convert and prove parity -> sign -> store -> register) and returns it; a stream
+        cut short stores nothing. The operation's result is the registered Artifact.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Pull(self, request, context):
         """Starts a durable pull and returns at once; watch it with Operations.WatchOperation.
@@ -56,6 +71,11 @@ class PullerServicer:
 
 def add_PullerServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Push': grpc.stream_unary_rpc_method_handler(
+                    servicer.Push,
+                    request_deserializer=mlmesh_dot_v1_dot_puller__pb2.PushRequest.FromString,
+                    response_serializer=mlmesh_dot_v1_dot_operations__pb2.Operation.SerializeToString,
+            ),
             'Pull': grpc.unary_unary_rpc_method_handler(
                     servicer.Pull,
                     request_deserializer=mlmesh_dot_v1_dot_puller__pb2.PullRequest.FromString,
@@ -71,6 +91,33 @@ def add_PullerServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Puller:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Push(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/mlmesh.v1.Puller/Push',
+            mlmesh_dot_v1_dot_puller__pb2.PushRequest.SerializeToString,
+            mlmesh_dot_v1_dot_operations__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Pull(request,
