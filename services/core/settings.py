@@ -187,6 +187,11 @@ class PullerSettings(BaseSettings):
     )
     max_file_bytes: int = Field(20 * 1024**3, ge=1, description="Largest single file a pull accepts.")
     download_timeout_s: float = Field(60.0, gt=0, description="Network timeout per request.")
+    max_push_bytes: int = Field(4 * 1024**3, ge=1, description="Largest push (all its files together) accepted.")
+    inspect_timeout_s: float = Field(600.0, gt=0, description="Longest a pushed model's inspection may run.")
+    inspect_memory_bytes: int = Field(
+        8 * 1024**3, ge=256 * 1024**2, description="Address-space limit of the subprocess that inspects a push."
+    )
 
     def cache_root(self, mesh: MeshSettings) -> Path:
         return (self.cache_dir or mesh.home / "cache").expanduser().absolute()

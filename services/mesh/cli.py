@@ -12,7 +12,7 @@ from mlmesh.v1 import registry_pb2
 from services.core.auth.policy import ALL_SCOPES
 from services.core.errors import InvalidArgument, MLMeshError
 from services.mesh import output as out
-from services.mesh import compile_cmds, operation_cmds, registry_cmds, serving_cmds
+from services.mesh import compile_cmds, operation_cmds, push_cmd, registry_cmds, serving_cmds
 from services.mesh.agent.cli import agent_app
 from services.mesh.client import CALL_TIMEOUT_S, MeshClient
 from services.mesh.health import SERVING, check_health
@@ -30,6 +30,7 @@ app.add_typer(registry_cmds.skills_app, name="skills")
 app.add_typer(registry_cmds.artifacts_app, name="artifacts")
 app.command("lineage")(registry_cmds.lineage)
 app.command("pull")(operation_cmds.pull)
+app.command("push")(push_cmd.push)
 app.command("compile")(compile_cmds.compile_artifact)
 app.command("compilers")(compile_cmds.compilers)
 app.add_typer(operation_cmds.operations_app, name="operations")

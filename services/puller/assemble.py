@@ -10,11 +10,13 @@ from services.core.artifacts.manifest import Manifest, parse_manifest
 from services.core.artifacts.objectstore import sha256_file
 from services.core.artifacts.sidecar import is_sidecar, sidecar_name, write_sidecar
 from services.core.artifacts.save import write_safetensors
+from services.core.errors import InvalidArgument
 from services.puller.adapters.base import Fetched
 from services.puller.weights import is_safetensors
 
 _MEDIA_TYPES = {".safetensors": "application/vnd.safetensors", ".json": "application/json", ".sha256": "text/plain",
-                ".onnx": "application/onnx", ".txt": "text/plain", ".md": "text/markdown"}
+                ".onnx": "application/onnx", ".txt": "text/plain", ".md": "text/markdown", ".ubj": "application/ubjson",
+                ".npy": "application/x-npy"}
 
 
 def build_folder(staging: Path, fetched: Fetched) -> Manifest:
@@ -44,3 +46,22 @@ def build_folder(staging: Path, fetched: Fetched) -> Manifest:
 def _media_type(path: str) -> str:
     suffix = "." + path.rsplit(".", 1)[-1] if "." in path else ""
     return _MEDIA_TYPES.get(suffix.lower(), "application/octet-stream")
+
+
+def manifest_of_folder(folder: Path, *, framework: str, fmt: str, metadata: dict) -> Manifest:
+    """The manifest of every file under `folder` (a pushed model, with what inspection derived from it), a
+    `.sha256` sidecar written beside each safetensors file first. Symlinks are refused, never followed.
+    Blocking (hashes files): run it in a worker thread."""
+    paths = sorted(p for p in folder.rglob("*") if p.is_symlink() or p.is_file())
+    if any(p.is_symlink() for p in paths):
+        raise InvalidArgument("symbolic links are not stored", field="files")
+    for path in [p for p in paths if is_safetensors(p.name)]:
+        sidecar = write_sidecar(path)
+        if sidecar not in paths:
+            paths.append(sidecar)
+    files = []
+    for path in sorted(paths):
+        relative = path.relative_to(folder).as_posix()
+        sha256, size = sha256_file(path)
+        files.append({"path": relative, "sha256": sha256, "size": size, "media_type": _media_type(relative)})
+    return parse_manifest({"files": files, "framework": framework, "format": fmt, "metadata": metadata})

@@ -13,6 +13,7 @@ LINEAGE_WRITE = "lineage.write"
 OPERATIONS_READ = "operations.read"
 OPERATIONS_CANCEL = "operations.cancel"
 PULLER_PULL = "puller.pull"
+PULLER_PUSH = "puller.push"  # bring one's own model: upload files that become an artifact
 PULLER_ALLOW_PICKLE = "puller.allow_pickle"  # operators only: accept pickle weights (loaded weights-only)
 COMPILER_COMPILE = "compiler.compile"
 SERVING_READ = "serving.read"
@@ -22,7 +23,7 @@ SERVING_HALT = "serving.halt"
 
 ALL_SCOPES: frozenset[str] = frozenset({
     REGISTRY_READ, REGISTRY_WRITE, SKILLS_PUBLISH, SKILLS_RUN, LINEAGE_WRITE, OPERATIONS_READ,
-    OPERATIONS_CANCEL, PULLER_PULL, PULLER_ALLOW_PICKLE, COMPILER_COMPILE, SERVING_READ, SERVING_DEPLOY,
+    OPERATIONS_CANCEL, PULLER_PULL, PULLER_PUSH, PULLER_ALLOW_PICKLE, COMPILER_COMPILE, SERVING_READ, SERVING_DEPLOY,
     SERVING_INFER, SERVING_HALT,
 })
 
