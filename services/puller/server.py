@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,7 +35,9 @@ from services.core.topology import load_topology
 from services.puller.adapters.huggingface import HuggingFaceAdapter
 from services.puller.adapters.torchhub import TorchHubAdapter
 from services.puller.credentials import CredentialResolver
+from services.puller.formats.isolated import run_isolated
 from services.puller.pipeline import PullPipeline
+from services.puller.push import PushPipeline
 from services.puller.servicer import PullerServicer
 
 SERVICE = "puller"
@@ -43,6 +46,7 @@ log = logging.getLogger("mlmesh.puller")
 _O = "/mlmesh.v1.Operations/"
 METHOD_SCOPES = {
     "/mlmesh.v1.Puller/Pull": policy.PULLER_PULL,
+    "/mlmesh.v1.Puller/Push": policy.PULLER_PUSH,
     **{_O + m: policy.OPERATIONS_READ for m in ("GetOperation", "ListOperations", "WatchOperation")},
     _O + "CancelOperation": policy.OPERATIONS_CANCEL,
 }
@@ -110,6 +114,14 @@ async def build_puller(
     pipeline = PullPipeline(runner=runner, hf=hf, torchhub=torchhub, store=kit.store, saver=kit.saver,
                             signer=kit.signer, registry=registry, bus=bus, staging_root=cache / "staging",
                             service=SERVICE)
+    # A push stores through the same handlers on behalf of a puller.push caller.
+    push_kit = build_artifact_toolkit(mesh, bus, service=SERVICE, write_scope=policy.PULLER_PUSH,
+                                      read_scope=policy.PULLER_PUSH, artifacts=artifacts, object_store=object_store,
+                                      ml=ml)
+    inspect = partial(run_isolated, timeout_s=puller.inspect_timeout_s, memory_bytes=puller.inspect_memory_bytes)
+    push = PushPipeline(runner=runner, inspect=inspect, store=push_kit.store, signer=push_kit.signer,
+                        registry=registry, bus=bus, staging_root=cache / "staging", max_bytes=puller.max_push_bytes,
+                        service=SERVICE)
 
     if metrics is not None:
         register_cache(metrics.registry, kit.cache)
@@ -117,7 +129,7 @@ async def build_puller(
         SERVICE, server, verifier or TokenVerifier.from_settings(mesh, auth, audience=SERVICE), METHOD_SCOPES,
         metrics=metrics,
     )
-    puller_servicer, operations_servicer = PullerServicer(pipeline), OperationsServicer(operations)
+    puller_servicer, operations_servicer = PullerServicer(pipeline, push), OperationsServicer(operations)
     host.add(lambda s: puller_pb2_grpc.add_PullerServicer_to_server(puller_servicer, s), ["mlmesh.v1.Puller"])
     host.add(lambda s: operations_pb2_grpc.add_OperationsServicer_to_server(operations_servicer, s),
              ["mlmesh.v1.Operations"])
