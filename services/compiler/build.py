@@ -91,6 +91,13 @@ def validate_and_describe(compiler: Compiler, target: str, kwargs: Mapping[str, 
                           policy: ValidationPolicy, entry: Path) -> Compiled:
     """Validate the output against `module`, write config.pbtxt, check the entry, hash every file."""
     metrics = validate(compiler, output, module, signature, policy, policy.tolerance(compiler.tolerance(target, kwargs)))
+    return describe(output, signature, kwargs, max_batch_size, entry, metrics)
+
+
+def describe(output: CompileOutput, signature: ModelSignature, kwargs: Mapping[str, Any], max_batch_size: int,
+             entry: Path, metrics: dict[str, Any]) -> Compiled:
+    """A validated output's entry: config.pbtxt written, the entry checked against Triton's rules, every
+    file hashed."""
     (entry / CONFIG_FILE).write_text(config_text(
         output.triton_platform, signature.inputs, signature.outputs, max_batch_size,
         dynamic_batching=bool(kwargs.get("dynamic_batching")), max_queue_delay_us=int(kwargs.get("max_queue_delay_us", 0)),

@@ -6,6 +6,10 @@ the reason), max_batch_size and the validation policy, every kwarg (INVALID_ARGU
 `kwargs.<name>`), the artifact (NOT_FOUND), and whether the compiler can take the model at all
 (FAILED_PRECONDITION: no architecture, an unknown one, text input). The operation then runs the
 stages load -> export -> validate -> store -> register, reporting each as progress.
+
+An imported model (docs/byom.md: manifest framework onnx, xgboost or lightgbm) is checked against its
+contract instead (imported/contract.py), its files are materialised verified rather than loaded as
+weights, and its ONNX graph is what compiles (int8, fp16), validated against itself.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from pathlib import Path
 
 from mlmesh.v1 import common_pb2
 from services.compiler import converters
+from services.compiler.compilers.onnx_graph import SourceGraph
 from services.compiler.compilers.registry import CompilerCatalog, Resolved
+from services.compiler.imported.contract import ImportedModel, check_target, imported_model, is_imported
 from services.compiler.lane import CompileLane
 from services.compiler.models import known_architectures, load_module
 from services.compiler.productionize import ProductionizeHandler, ProductionizeJob
@@ -48,6 +54,14 @@ class OperationStages:
         await self._reporter.progress(STAGES.index(stage) + 1, len(STAGES), "steps", stage, message)
 
 
+def source_graph(folder: Path, manifest: Manifest, model: ImportedModel) -> SourceGraph:
+    """The imported model's graph in its verified (materialised) folder."""
+    return SourceGraph(
+        folder / model.graph_file, folder, frozenset(f.path for f in manifest.files),
+        folder / model.reference_file if model.reference_file else None, label=model.graph_file,
+    )
+
+
 @dataclass(frozen=True)
 class _Checked:
     artifact: common_pb2.Artifact
@@ -57,6 +71,7 @@ class _Checked:
     max_batch_size: int
     policy: ValidationPolicy
     signature: ModelSignature
+    imported: ImportedModel | None = None
 
 
 @dataclass
@@ -80,13 +95,20 @@ class CompilePipeline:
         kwargs = resolved.compiler.check(resolved.target, spec.kwargs, None)
         artifact = await resolve_artifact(self.registry, spec.artifact)
         manifest = converters.manifest(artifact)
-        signature = signature_for(manifest.metadata)
-        kind = manifest.metadata["architecture"].get("type")
-        if kind not in known_architectures():
-            raise FailedPrecondition(f"cannot rebuild architecture {kind!r}; the compiler knows "
-                                     f"{known_architectures()}", field="metadata.architecture.type")
+        imported = None
+        if is_imported(manifest):  # a user's own model: its ONNX graph is what compiles
+            imported = imported_model(manifest)
+            check_target(resolved, imported, self.catalog)
+            kwargs = resolved.compiler.check_graph(resolved.target, spec.kwargs, kwargs)
+            signature = imported.signature
+        else:
+            signature = signature_for(manifest.metadata)
+            kind = manifest.metadata["architecture"].get("type")
+            if kind not in known_architectures():
+                raise FailedPrecondition(f"cannot rebuild architecture {kind!r}; the compiler knows "
+                                         f"{known_architectures()}", field="metadata.architecture.type")
         resolved.compiler.check_signature(resolved.target, kwargs, signature)
-        return _Checked(artifact, manifest, resolved, kwargs, max_batch_size, policy, signature)
+        return _Checked(artifact, manifest, resolved, kwargs, max_batch_size, policy, signature, imported)
 
     async def start(self, spec: CompileSpec, *, actor: str) -> Operation:
         checked = await self.check(spec)
@@ -99,13 +121,20 @@ class CompilePipeline:
         work_dir = self.work_root / f"compile-{reporter.operation_id}"
         try:
             await stages.enter("load", checked.artifact.id)
-            loaded = await self.loader.load(checked.manifest, checked.artifact.signature.bundle,
-                                            expected_id=checked.artifact.id)
-            module = await self.lane.run(load_module, checked.manifest.metadata["architecture"], loaded.state_dict)
+            module = graph = None
+            if checked.imported is None:
+                loaded = await self.loader.load(checked.manifest, checked.artifact.signature.bundle,
+                                                expected_id=checked.artifact.id)
+                module = await self.lane.run(load_module, checked.manifest.metadata["architecture"],
+                                             loaded.state_dict)
+            else:  # every file fetched and checked against the manifest, the signature verified
+                folder = await self.loader.materialise(checked.manifest, checked.artifact.signature.bundle,
+                                                       expected_id=checked.artifact.id)
+                graph = source_graph(folder, checked.manifest, checked.imported)
             result = await self.productionize.run(ProductionizeJob(
                 source=checked.artifact, compiler=checked.resolved.compiler, target=checked.resolved.target,
                 kwargs=checked.kwargs, max_batch_size=checked.max_batch_size, policy=checked.policy, module=module,
-                signature=checked.signature, work_dir=work_dir, operation_id=reporter.operation_id,
+                signature=checked.signature, work_dir=work_dir, operation_id=reporter.operation_id, graph=graph,
             ), stages)
             return result.compiled
         finally:

@@ -1,4 +1,5 @@
-"""`ProductionizeHandler`: an eager model -> compile -> validate -> sign -> store -> Triton entry -> register.
+"""`ProductionizeHandler`: an eager model (or an imported model's ONNX graph) -> compile -> validate ->
+sign -> store -> Triton entry -> register.
 
 A lifecycle handler like the artifact handlers: `policy_check` before any work, and one "compile"
 lineage event (source artifact -> compiled artifact) after the record is registered. Nothing reaches
@@ -19,6 +20,8 @@ from typing import Any, Protocol
 from mlmesh.v1 import common_pb2
 from services.compiler import build, converters
 from services.compiler.compilers.base import Compiler
+from services.compiler.compilers.onnx_graph import SourceGraph
+from services.compiler.imported import build as imported_build
 from services.compiler.lane import CompileLane
 from services.compiler.registrar import RegistryPort
 from services.compiler.signature import ModelSignature
@@ -51,10 +54,11 @@ class ProductionizeJob:
     kwargs: Mapping[str, Any]  # effective (defaults filled in)
     max_batch_size: int
     policy: ValidationPolicy  # checked, batch sizes filled in
-    module: Any  # the eager fp32 module
+    module: Any  # the eager fp32 module (None for an imported graph)
     signature: ModelSignature
     work_dir: Path  # private to this job; the caller removes it
     operation_id: str = ""
+    graph: SourceGraph | None = None  # an imported model's verified ONNX graph: compiled instead of `module`
 
     @property
     def recorded_kwargs(self) -> dict[str, Any]:
@@ -94,17 +98,30 @@ class ProductionizeHandler(MLOpsHandler):
         principal = self.authorize(self.scope)  # first: a refused caller causes no work at all
         entry, scratch = job.work_dir / "entry", job.work_dir / "scratch"
         await stages.enter("export", f"{job.compiler.alias}: {job.target}")
-        output, signature = await self.lane.run(
-            build.compile_output, job.compiler, job.target, job.kwargs, job.module, job.signature,
-            job.max_batch_size, entry, scratch,
-        )
+        if job.graph is None:
+            output, signature = await self.lane.run(
+                build.compile_output, job.compiler, job.target, job.kwargs, job.module, job.signature,
+                job.max_batch_size, entry, scratch,
+            )
+        else:
+            output, signature = await self.lane.run(
+                imported_build.compile_graph_output, job.compiler, job.target, job.kwargs, job.graph, job.signature,
+                entry, scratch,
+            )
         await stages.enter("validate", f"batch sizes {list(job.policy.batch_sizes)}")
-        compiled = await self.lane.run(
-            build.validate_and_describe, job.compiler, job.target, job.kwargs, job.module, signature, output,
-            job.max_batch_size, job.policy, entry,
-        )
+        if job.graph is None:
+            compiled = await self.lane.run(
+                build.validate_and_describe, job.compiler, job.target, job.kwargs, job.module, signature, output,
+                job.max_batch_size, job.policy, entry,
+            )
+        else:
+            compiled = await self.lane.run(
+                imported_build.validate_graph_and_describe, job.compiler, job.target, job.kwargs, job.graph,
+                signature, output, job.max_batch_size, job.policy, entry,
+            )
         source_id = job.source.id
-        weights = source_weights_size(job.source)
+        weights = source_weights_size(job.source) if job.graph is None else await asyncio.to_thread(
+            lambda: job.graph.size)  # an imported artifact also holds library files and its reference sample
         metrics = {**compiled.metrics, "size_ratio": compiled.model_size / weights if weights else 0.0}
         # Signed after validation, over exactly the files the record lists (what serving will verify).
         bundle = await asyncio.to_thread(self.signer.sign_files, entry, [f.path for f in compiled.files])

@@ -86,14 +86,14 @@ def signature_for(metadata: Mapping[str, Any]) -> ModelSignature:
     dims = input_dims(architecture)
     task = str(metadata.get("task", ""))
     classification = architecture.get("output") == "logits" or "classification" in task
-    mean, std = _input_stats(metadata, kind, dims)
+    mean, std = input_stats(metadata, kind, dims)
     return ModelSignature(
         inputs=(TensorSig(INPUT_NAME, dims),), text_input=kind in TEXT_ARCHITECTURES,
         text_reason=TEXT_ARCHITECTURES.get(kind, ""), classification=classification, mean=mean, std=std,
     )
 
 
-def _input_stats(metadata: Mapping[str, Any], kind: Any, dims: tuple[int, ...]):
+def input_stats(metadata: Mapping[str, Any], kind: Any, dims: tuple[int, ...]):
     """(mean, std) per input element from `training_stats` ({"mean": [...], "std": [...]}) or
     `feature_stats` ({name: {"mean", "std"}}); a one-feature series repeats over its window."""
     size = int(np.prod(dims))

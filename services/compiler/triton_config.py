@@ -31,8 +31,11 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def _tensor(t: TensorSig) -> str:
+    # One value per row (a graph tensor [batch]): Triton wants dims [ 1 ] reshaped to the graph's [ ].
+    dims = ", ".join(str(d) for d in t.dims) if t.dims else "1"
+    reshape = "" if t.dims else "\n    reshape: { shape: [ ] }"
     return (f'  {{\n    name: "{t.name}"\n    data_type: {DATA_TYPES[t.dtype]}\n'
-            f'    dims: [ {", ".join(str(d) for d in t.dims)} ]\n  }}')
+            f'    dims: [ {dims} ]{reshape}\n  }}')
 
 
 def config_text(platform: str, inputs: Sequence[TensorSig], outputs: Sequence[TensorSig], max_batch_size: int, *,

@@ -2,7 +2,8 @@
 
 Config: a known platform (with its backend) or a known backend; max_batch_size >= 0; inputs and
 outputs named, unique, typed, with dims of -1 or positive sizes; PyTorch models name tensors
-`<name>__<index>` (Triton's NAMED_INDEX convention; mlmesh always writes INPUT__0 / OUTPUT__0);
+`<name>__<index>` (Triton's NAMED_INDEX convention; mlmesh writes INPUT__0 / OUTPUT__0 for what it
+exports, an imported ONNX graph keeps its own names); a tensor's `reshape` is what the graph sees;
 dynamic batching only with max_batch_size > 0 and preferred sizes within it; TensorRT plans on GPU
 instances only. Files: numeric version folders, each holding the model file; an ONNX graph's inputs
 and outputs (names, types, batch dimension, dims) must agree with the config, and its external data
@@ -135,6 +136,7 @@ def check_onnx(path: Path, config) -> list[str]:
                                     f"dimension, the graph has {dims}")
                     continue
                 dims = dims[1:]
-            if len(dims) != len(t.dims) or any(c != -1 and g != c for g, c in zip(dims, t.dims)):
-                problems.append(f"{role} {t.name!r}: graph dims {dims} do not fit config dims {list(t.dims)}")
+            want = list(t.reshape.shape) if t.HasField("reshape") else list(t.dims)  # what the graph sees
+            if len(dims) != len(want) or any(c != -1 and g != c for g, c in zip(dims, want)):
+                problems.append(f"{role} {t.name!r}: graph dims {dims} do not fit config dims {want}")
     return problems

@@ -76,23 +76,40 @@ def validate(compiler: Compiler, output: CompileOutput, module: Any, signature: 
     except FailedPrecondition:
         raise
     except Exception as exc:  # a runtime refusing the file is the output's fault, said in one line
-        first = str(exc).strip().splitlines()
-        raise FailedPrecondition(
-            f"the compiled output does not load or run: {type(exc).__name__}: {first[0] if first else ''}"[:600],
-            field="validation",
-        ) from None
+        raise does_not_run(exc) from None
     max_abs = max_rel = 0.0
     for size, want, got in zip(policy.batch_sizes, expected, actual):
-        got = np.asarray(got, dtype=np.float32)
-        if got.shape != want.shape:
-            raise FailedPrecondition(f"at batch {size} the output has shape {got.shape}, the eager model "
-                                     f"{want.shape}", field="validation")
-        if not np.isfinite(got).all():
-            raise FailedPrecondition(f"at batch {size} the output has non-finite values", field="validation")
-        diff = float(np.abs(got - want).max()) if want.size else 0.0
-        scale = float(np.abs(want).max()) if want.size else 0.0
-        max_abs = max(max_abs, diff)
-        max_rel = max(max_rel, diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf")))
+        diff, rel = batch_errors(size, want, got)
+        max_abs, max_rel = max(max_abs, diff), max(max_rel, rel)
+    return {**verdict(policy, tolerance, max_abs, max_rel),
+            "accuracy_delta": accuracy_delta(expected, actual, signature.classification)}
+
+
+def does_not_run(exc: BaseException) -> FailedPrecondition:
+    first = str(exc).strip().splitlines()
+    return FailedPrecondition(
+        f"the compiled output does not load or run: {type(exc).__name__}: {first[0] if first else ''}"[:600],
+        field="validation",
+    )
+
+
+def batch_errors(size: int, want: np.ndarray, got: Any, *, what: str = "the output",
+                 against: str = "the eager model") -> tuple[float, float]:
+    """(largest |got - want|, that over the largest |want|) for one batch; FailedPrecondition when the
+    shapes differ or `got` has non-finite values."""
+    got = np.asarray(got, dtype=np.float32)
+    if got.shape != want.shape:
+        raise FailedPrecondition(f"at batch {size} {what} has shape {got.shape}, {against} "
+                                 f"{want.shape}", field="validation")
+    if not np.isfinite(got).all():
+        raise FailedPrecondition(f"at batch {size} {what} has non-finite values", field="validation")
+    diff = float(np.abs(got - want).max()) if want.size else 0.0
+    scale = float(np.abs(want).max()) if want.size else 0.0
+    return diff, diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+
+
+def verdict(policy: ValidationPolicy, tolerance: Tolerance, max_abs: float, max_rel: float) -> dict[str, Any]:
+    """Within the absolute OR the relative tolerance; FailedPrecondition when not (unless warn_only)."""
     passed = max_abs <= tolerance.abs or max_rel <= tolerance.rel
     if not passed and not policy.warn_only:
         raise FailedPrecondition(
@@ -104,7 +121,6 @@ def validate(compiler: Compiler, output: CompileOutput, module: Any, signature: 
         "batch_sizes": list(policy.batch_sizes), "max_abs_error": max_abs,
         "max_rel_error": max_rel if np.isfinite(max_rel) else 1e300, "tolerance_abs": tolerance.abs,
         "tolerance_rel": tolerance.rel, "passed": passed, "warned": not passed,
-        "accuracy_delta": accuracy_delta(expected, actual, signature.classification),
     }
 
 

@@ -9,13 +9,16 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from services.compiler.settings import CompilerSettings
 from services.compiler.signature import ModelSignature
 from services.core.errors import FailedPrecondition, InvalidArgument
+
+if TYPE_CHECKING:
+    from services.compiler.compilers.onnx_graph import GraphJob, GraphRun
 
 _TYPES = {"int": int, "float": float, "bool": bool, "string": str, "list": list}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -116,6 +119,7 @@ class Compiler:
 
     alias: ClassVar[str] = ""
     targets: ClassVar[tuple[str, ...]] = ()
+    graph_targets: ClassVar[tuple[str, ...]] = ()  # targets it also makes from an imported ONNX graph
     output_format: ClassVar[str] = ""
     parameters: ClassVar[tuple[Param, ...]] = ()
     tolerances: ClassVar[Mapping[str, Tolerance]] = {}
@@ -171,6 +175,20 @@ class Compiler:
         raise NotImplementedError
 
     def runner(self, output: CompileOutput) -> Runner:
+        raise NotImplementedError
+
+    # ---- imported ONNX graphs (docs/byom.md), for the targets in `graph_targets` ----
+
+    def check_graph(self, target: str, requested: Mapping[str, Any], effective: dict[str, Any]) -> dict[str, Any]:
+        """The effective kwargs for an imported graph (`requested`: what the caller gave); refuses
+        parameters that only shape torch exports."""
+        return effective
+
+    def compile_graph(self, job: "GraphJob") -> CompileOutput:
+        raise NotImplementedError
+
+    def graph_runner(self, output: CompileOutput) -> "GraphRun":
+        """Runs a compiled graph on one batch: every output by name."""
         raise NotImplementedError
 
     def run_outputs(self, output: CompileOutput, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -5,6 +5,8 @@
 - int8, TorchScript: torch dynamic quantization of Linear/LSTM (fbgemm; CPU-only) -> traced .pt.
 - fp16 (ONNX default, or .pt) / bf16 (.pt only): weights cast, inputs and outputs kept fp32 by a cast
   wrapper, so the serving contract (FP32 tensors) does not change with precision.
+- An imported ONNX graph (docs/byom.md; int8 and fp16, ONNX only): the graph itself quantized or
+  converted, keeping its tensor names and IO types (compilers/onnx_graph.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from services.compiler.compilers.base import (
     CompileJob, CompileOutput, Compiler, Param, Runner, Tolerance, export_failure,
 )
 from services.compiler.compilers.onnx import (
-    EXTERNAL_DATA, MODEL_FILE, OPSET, PLATFORM, export_onnx, onnx_runner, versions, wants_external_data,
+    EXTERNAL_DATA, EXTERNAL_DATA_AUTO_BYTES, MODEL_FILE, OPSET, PLATFORM, export_onnx, onnx_runner, versions,
+    wants_external_data,
+)
+from services.compiler.compilers.onnx_graph import (
+    GraphJob, GraphRun, convert_fp16, graph_runner, quantize_int8, written_files,
 )
 from services.compiler.compilers.registry import register_compiler
 from services.compiler.compilers.torchscript import PT_FILE, PT_PLATFORM, torchscript, torchscript_runner
@@ -59,6 +65,7 @@ def _cast_wrapper(module: Any, dtype: Any) -> Any:
 @register_compiler("quantization")
 class QuantizationCompiler(Compiler):
     targets = ("int8", "fp16", "bf16")
+    graph_targets = ("int8", "fp16")
     output_format = "int8: model.onnx (ONNX Runtime QInt8) or model.pt (torch dynamic); fp16/bf16: model.onnx or model.pt"
     parameters = (FORMAT, OPSET, EXTERNAL_DATA, PER_CHANNEL, REDUCE_RANGE)
     tolerances = {
@@ -103,6 +110,29 @@ class QuantizationCompiler(Compiler):
         torchscript(wrapped, job.example, "trace", job.out_dir / PT_FILE, what=f"{job.target} torch.jit")
         return CompileOutput(job.out_dir, PT_FILE, (PT_FILE,), PT_PLATFORM, versions("torch"),
                              notes=(f"weights {job.target}, inputs/outputs fp32",))
+
+    def check_graph(self, target, requested, effective):
+        if output_format(target, effective) != "onnx":
+            raise InvalidArgument("an imported ONNX graph compiles to ONNX only", field="kwargs.format")
+        if "opset" in requested:
+            raise InvalidArgument("applies to torch exports only: an imported graph keeps its own opsets",
+                                  field="kwargs.opset")
+        return {k: v for k, v in effective.items() if k not in ("format", "opset")}
+
+    def compile_graph(self, job: GraphJob) -> CompileOutput:
+        kw = job.kwargs
+        choice = kw["external_data"]
+        external = choice == "always" or (choice == "auto" and job.graph.size > EXTERNAL_DATA_AUTO_BYTES)
+        if job.target == "int8":
+            notes = quantize_int8(job.graph, job.out_dir, job.scratch, per_channel=kw["per_channel"],
+                                  reduce_range=kw["reduce_range"], external=external)
+        else:
+            notes = convert_fp16(job.graph, job.out_dir, job.scratch, external=external)
+        return CompileOutput(job.out_dir, MODEL_FILE, written_files(job.out_dir), PLATFORM,
+                             versions("onnx", "onnxruntime"), notes=(f"imported graph {job.graph.label}", *notes))
+
+    def graph_runner(self, output: CompileOutput) -> GraphRun:
+        return graph_runner(output.folder / output.primary)
 
     def _int8_onnx(self, job: CompileJob) -> CompileOutput:
         from onnxruntime.quantization import QuantType, quantize_dynamic
