@@ -210,7 +210,7 @@ async def build_serving(
         manager = SessionManager(ml, bus, rule_packs=RulePackLoader(serving.rules_dir),
                                  executor_kind=placement.default_kind, actor=SERVICE)
         resolver = ModelResolver(registry, kit.cache, kit.store, kit.signer,
-                                 artifacts.cache_root(mesh.home) / "compiled")
+                                 artifacts.cache_root(mesh.home) / "compiled", loader=kit.loader)
         deployer = Deployer(manager, resolver, placement, ml)
         metrics = ServiceMetrics.build(SERVICE, observability, topology.services.get(SERVICE))
         if metrics is not None:  # read at scrape time: the request path pays only the RPC series

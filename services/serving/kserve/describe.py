@@ -56,6 +56,8 @@ def model_config(session: Session, signature: Signature) -> service_pb2.ModelCon
     config.parameters["mlmesh_executor"].string_value = session.executor_kind
     config.parameters["mlmesh_artifact_id"].string_value = session.backend.artifact_id
     config.parameters["mlmesh_rule_pack"].string_value = session.rules.pack
+    if session.rules.notes:  # e.g. an OODGuard without statistics: what the rules cannot check
+        config.parameters["mlmesh_rule_notes"].string_value = "; ".join(session.rules.notes)
     return service_pb2.ModelConfigResponse(config=config)
 
 

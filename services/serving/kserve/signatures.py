@@ -10,7 +10,8 @@ tensors become typed calls and the results become output tensors. The first dime
                                                              count INT32 [-1, 1]
 
 Tabular and text batches are ONE call (the tensor batch is one request to the scheduler); forecaster
-and segmenter rows are one call each (each row is its own sequence or series).
+and segmenter rows are one call each (each row is its own sequence or series). An imported model
+(docs/byom.md) shows its own tensors instead: see kserve/imported.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from services.core.errors import InvalidArgument
 from services.serving.interfaces.backends.base import ModelBackend
+from services.serving.interfaces.backends.imported.base import ImportedBackend
 from services.serving.interfaces.backends.text import TextBackend
 from services.serving.interfaces.calls import AnalyzeCall, Call, ClassifyCall, ForecastCall, PredictCall, SegmentCall
 
@@ -204,4 +206,9 @@ SIGNATURES: dict[str, type[Signature]] = {
 
 
 def signature_for(backend: ModelBackend) -> Signature:
+    """The session's tensors: an imported model's own (kserve.imported), else the interface's above."""
+    if isinstance(backend, ImportedBackend):
+        from services.serving.kserve.imported import ModelTensorSignature  # builds on Signature: imported late
+
+        return ModelTensorSignature(backend)
     return SIGNATURES[backend.interface](backend)

@@ -17,8 +17,9 @@ from services.core.settings import MLSettings
 from services.serving.engine.config import BatchingConfig
 from services.serving.interfaces.backends.base import ModelBackend
 from services.serving.interfaces.backends.factory import (
-    compiled_backend, onnx_backend, segmenter_backend, torch_backend, transformers_backend,
+    compiled_backend, imported_backend, onnx_backend, segmenter_backend, torch_backend, transformers_backend,
 )
+from services.serving.interfaces.backends.imported.signature import IMPORTED_FRAMEWORKS
 from services.serving.loading.metadata import default_interface
 from services.serving.loading.placement import ExecutorPlacement
 from services.serving.loading.refs import CHANGEPOINT, parse_model_ref
@@ -55,6 +56,10 @@ def build_backend(model: ResolvedModel, interface: str, *, onnx_threads: int | N
             raise InvalidArgument(f"{CHANGEPOINT} serves the segmenter interface only, not {interface}",
                                   field="interface")
         return segmenter_backend(artifact_id=CHANGEPOINT)
+    if model.framework in IMPORTED_FRAMEWORKS:
+        return imported_backend(interface, artifact_id=model.artifact_id, metadata=model.metadata,
+                                folder=model.folder, framework=model.framework, expected=model.files,
+                                threads=onnx_threads)
     if model.framework == TRANSFORMERS:
         return transformers_backend(interface, artifact_id=model.artifact_id, metadata=model.metadata,
                                     folder=model.folder, state_dict=model.state_dict)

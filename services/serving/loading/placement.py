@@ -17,7 +17,7 @@ from services.serving.engine.config import BatchingConfig
 from services.serving.engine.executor import Executor
 from services.serving.interfaces.backends.base import ModelBackend
 from services.serving.loading.resolver import ResolvedModel
-from services.serving.loading.triton_entry import tensor_specs, triton_executor
+from services.serving.loading.triton_entry import check_triton, triton_executor
 from services.serving.sessions.manager import in_process_executor
 from services.serving.triton.repository import ModelRepository
 
@@ -59,7 +59,7 @@ class ExecutorPlacement:
                 raise FailedPrecondition(f"Triton is not available: {self.unavailable_reason}", field="executor")
             return IN_PROCESS
         try:
-            tensor_specs(backend)
+            check_triton(backend)
         except FailedPrecondition:
             if wanted:
                 raise

@@ -11,7 +11,13 @@
   anything is deserialised), and the source artifact (whose manifest must hash to its id) gives the
   metadata; files the record does not list are removed from the folder, and Triton's repository entry
   is copied from it; ONNX, TorchScript (.pt) and AOTInductor (.pt2) outputs are served (TensorRT plans
-  need Triton's own backend);
+  need Triton's own backend). The compiled graph of an imported model keeps the source's tensors: it is
+  served like the source artifact, with that graph as its runtime;
+- imported (manifest framework onnx / xgboost / lightgbm, docs/byom.md): its metadata's runtime and
+  signature are checked before anything is fetched, then the LoadHandler materialises the verified
+  folder (hashes and signature; the folder under the artifact cache, per artifact id, is re-hashed on
+  every deploy rather than fetched again); the manifest's digests travel with it, so the files the
+  runtime reads are hashed once more right before they are loaded;
 - builtin: nothing to fetch.
 The registry is called with the service's own identity; the toolkit checks the Deploy caller's scope.
 """
@@ -28,7 +34,7 @@ from google.protobuf import json_format
 
 from mlmesh.v1 import common_pb2
 from services.core.artifacts.cache import CacheHandler
-from services.core.artifacts.load import select_weights
+from services.core.artifacts.load import LoadHandler, select_weights
 from services.core.artifacts.manifest import Manifest, ManifestFile, compiled_content_id
 from services.core.artifacts.messages import artifact_manifest, files_list
 from services.core.artifacts.objectstore import sha256_file
@@ -36,6 +42,7 @@ from services.core.artifacts.signing import ArtifactSigner
 from services.core.artifacts.store import StoreHandler
 from services.core.clients.registry import RegistryClient
 from services.core.errors import FailedPrecondition, IntegrityError, InvalidArgument, NotFound
+from services.serving.interfaces.backends.imported.signature import IMPORTED_FRAMEWORKS, parse_signature, runtime_spec
 from services.serving.interfaces.backends.transformers_text import TASKS
 from services.serving.loading.metadata import architecture_type, serving_metadata
 from services.serving.loading.refs import ModelRef
@@ -56,8 +63,10 @@ class ResolvedModel:
     onnx_path: Path | None = None              # verified ONNX graph (compiled artifacts)
     compiled_path: Path | None = None          # verified TorchScript .pt / AOTInductor .pt2 (compiled artifacts)
     compiled_max_batch_size: int = 0           # the compile's max_batch_size (a .pt2's batch range ends there)
-    folder: Path | None = None                 # the verified artifact folder (transformers snapshots)
-    framework: str = ""                        # the manifest's framework ("torch", "transformers", "")
+    folder: Path | None = None                 # the verified artifact folder (transformers snapshots, imported)
+    framework: str = ""                        # the manifest's framework ("torch", "transformers", "onnx", ...)
+    # path -> (sha256, size) of the manifest's files (imported models: hashed again right before the load)
+    files: dict[str, tuple[str, int]] | None = None
 
 
 def _check_compiled_id(record: common_pb2.CompiledArtifact) -> tuple[list[ManifestFile], dict[str, Any]]:
@@ -92,9 +101,10 @@ def _prune(folder: Path, listed: set[str]) -> None:
 
 class ModelResolver:
     def __init__(self, registry: RegistryClient, cache: CacheHandler, store: StoreHandler, signer: ArtifactSigner,
-                 compiled_root: Path) -> None:
+                 compiled_root: Path, *, loader: LoadHandler | None = None) -> None:
         self._registry = registry
         self._cache = cache
+        self._loader = loader  # materialises imported models' folders (the cache holds torch tensors only)
         self._store = store
         self._signer = signer
         self._compiled_root = Path(compiled_root)
@@ -109,10 +119,13 @@ class ModelResolver:
         metadata = serving_metadata(manifest.metadata)
         if manifest.framework == TRANSFORMERS:
             return await self._snapshot(ref, artifact, manifest, metadata)
+        if manifest.framework in IMPORTED_FRAMEWORKS:
+            return await self._imported(ref, artifact, manifest, metadata)
         architecture_type(metadata)  # refuse before fetching anything
         if manifest.framework not in SERVABLE_FRAMEWORKS:
-            raise FailedPrecondition(f"serving runs torch weights, transformers snapshots or compiled outputs; "
-                                     f"{artifact.id} is {manifest.framework}/{manifest.format}", field="model")
+            raise FailedPrecondition(f"serving runs torch weights, transformers snapshots, imported models "
+                                     f"{list(IMPORTED_FRAMEWORKS)} or compiled outputs; {artifact.id} is "
+                                     f"{manifest.framework}/{manifest.format}", field="model")
         loaded = await self._cache.get(manifest, bytes(artifact.signature.bundle))
         return ResolvedModel(ref, artifact.id, metadata, state_dict=loaded.state_dict, framework=manifest.framework)
 
@@ -134,6 +147,19 @@ class ModelResolver:
         return ResolvedModel(ref, artifact.id, metadata, state_dict=loaded.state_dict, folder=loaded.folder,
                              framework=TRANSFORMERS)
 
+    async def _imported(self, ref: ModelRef, artifact: common_pb2.Artifact, manifest: Manifest,
+                        metadata: dict[str, Any]) -> ResolvedModel:
+        """An imported model: its verified folder, and the manifest's digests for the re-hash at load."""
+        parse_signature(metadata)  # refused before anything is fetched
+        file = runtime_spec(metadata)["file"]
+        if manifest.file(file) is None:
+            raise FailedPrecondition(f"metadata.runtime.file {file!r} is not a file of {artifact.id}", field="model")
+        if self._loader is None:
+            raise FailedPrecondition("this serving service has no artifact loader for imported models", field="model")
+        folder = await self._loader.materialise(manifest, bytes(artifact.signature.bundle), expected_id=artifact.id)
+        files = {f.path: (f.sha256, f.size) for f in manifest.files}
+        return ResolvedModel(ref, artifact.id, metadata, folder=folder, framework=manifest.framework, files=files)
+
     async def _artifact(self, ref: str) -> common_pb2.Artifact:
         try:
             return await self._registry.get_artifact(ref)
@@ -153,12 +179,25 @@ class ModelResolver:
                                      f"are not servable here (it serves {list(COMPILED_SUFFIXES)}); deploy the "
                                      "artifact, or its onnx or torchscript compile", field="model")
         source = await self._artifact(record.source_artifact_id)
-        metadata = serving_metadata(artifact_manifest(source, field="model").metadata)
-        architecture_type(metadata)
+        source_manifest = artifact_manifest(source, field="model")
+        metadata = serving_metadata(source_manifest.metadata)
+        imported = source_manifest.framework in IMPORTED_FRAMEWORKS
+        if imported:  # the compiler keeps an imported graph's own tensors (metadata.signature)
+            parse_signature(metadata)
+            if suffix != ".onnx":
+                raise FailedPrecondition(f"an imported model's compiled outputs are ONNX graphs; {primary.path} is "
+                                         "not", field="model")
+        else:
+            architecture_type(metadata)
         folder = self._compiled_root / record.id.removeprefix("sha256:")
         await asyncio.gather(*(self._materialise(folder, f) for f in files))
         await asyncio.to_thread(_prune, folder, {f.path for f in files})
         await self._verify_signature(record, folder, files)
+        if imported:  # served like the artifact, with the compiled graph as its runtime
+            runtime = {**(metadata.get("runtime") or {}), "kind": "onnxruntime", "file": primary.path}
+            return ResolvedModel(ref, ref.text, {**metadata, "runtime": runtime}, onnx_path=folder / primary.path,
+                                 folder=folder, framework=source_manifest.framework,
+                                 files={f.path: (f.sha256, f.size) for f in files})
         if suffix == ".onnx":
             return ResolvedModel(ref, ref.text, metadata, onnx_path=folder / primary.path)
         batch = kwargs.get("max_batch_size")

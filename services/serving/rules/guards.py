@@ -23,6 +23,7 @@ class InputRule(Rule):
     def __init__(self, params: RuleParams, info: ModelInfo, settings: MLSettings, path: str = "") -> None:
         super().__init__(params)
         self.info = info
+        self.note = ""  # what this rule cannot check for this model (a session reports it), "" when all is well
 
     @abstractmethod
     def check(self, view: FeatureView) -> None: ...
@@ -132,6 +133,9 @@ class OODGuard(InputRule):
         # 1/std, and 0 where a feature has no usable statistics: its z is always 0.
         self.inv_std = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0)
         self.active = bool(self.inv_std.any())
+        if not self.active:
+            self.note = (f"{self.name}: the model records no training statistics for "
+                         f"{list(info.feature_names)}; inputs are not checked for being out of distribution")
 
     def check(self, view: FeatureView) -> None:
         if not self.active:

@@ -43,5 +43,10 @@ class RuleSet:
             self.breaker.record(ok)
 
     @property
+    def notes(self) -> tuple[str, ...]:
+        """What the rules cannot check for this model (e.g. an OODGuard without statistics)."""
+        return tuple(rule.note for rule in self.input_rules if getattr(rule, "note", ""))
+
+    @property
     def breaker_state(self) -> str | None:
         return None if self.breaker is None else self.breaker.state

@@ -8,6 +8,7 @@ composition root; asyncio objects are made inside the running loop (watchers' ev
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
@@ -25,6 +26,7 @@ from services.serving.rules.pack import DEFAULT_PACK, RulePackLoader
 from services.serving.sessions.session import Session
 from services.serving.sessions.snapshot import Answer, HaltResult, SessionSnapshot, SessionState
 
+log = logging.getLogger("mlmesh.serving.sessions")
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ExecutorFactory = Callable[[ModelBackend, str], Executor]   # (backend, session id) -> executor
 
@@ -91,6 +93,8 @@ class SessionManager:
                             "max_queue_size": batching.max_queue_size, "iteration_level": batching.iteration_level},
             ))
             session.ready()  # served only once its lineage is recorded
+            for note in rules.notes:
+                log.warning("session %s (%s): %s", session_id, backend.artifact_id, note)
         except BaseException:
             await session.undeploy()
             if self._sessions.get(session_id) is session:

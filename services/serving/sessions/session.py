@@ -170,7 +170,7 @@ class Session:
             id=self.id, model=self.model, artifact_id=self.backend.artifact_id, interface=self.interface,
             state=self.state, executor=self.executor_kind, batching=self.batching, rule_pack=self.rules.pack,
             halt_reason=self.halt_reason, stats=SessionStats.of(engine, self.rules.trips, self.rules.breaker_state),
-            created_at=self.created_at, updated_at=self.updated_at,
+            created_at=self.created_at, updated_at=self.updated_at, rule_notes=self.rules.notes,
         )
 
     def _set(self, state: SessionState) -> None:

@@ -43,6 +43,7 @@ class SessionSnapshot:
     stats: SessionStats
     created_at: datetime
     updated_at: datetime
+    rule_notes: tuple[str, ...] = ()   # what the rules cannot check for this model (RuleSet.notes)
 
 
 @dataclass(slots=True)

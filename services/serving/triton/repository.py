@@ -36,8 +36,11 @@ _LOCAL_ERROR = (
 )
 _TRITON_TYPES = {
     "bool": "BOOL", "uint8": "UINT8", "int8": "INT8", "int16": "INT16", "int32": "INT32",
-    "int64": "INT64", "float16": "FP16", "float32": "FP32", "float64": "FP64",
+    "int64": "INT64", "float16": "FP16", "float32": "FP32", "float64": "FP64", "object": "STRING",
+    "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
 }  # fmt: skip
+DATA_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")  # one part of an external data file's path
+RESERVED = ("model.py", "config.pbtxt", "architecture.json", "mlmesh_architectures.py", "model.safetensors")
 
 
 @dataclass(frozen=True)
@@ -130,19 +133,26 @@ class ModelRepository:
         }
         return self._write(name, config.text(name, "torch"), files, {"model.safetensors": Path(weights)})
 
-    def write_onnx_model(self, name: str, config: ModelConfig, *, onnx_file: Path) -> Path:
+    def write_onnx_model(self, name: str, config: ModelConfig, *, onnx_file: Path,
+                         data_files: tuple[str, ...] | list[str] = ()) -> Path:
         """An ONNX graph run by onnxruntime inside Triton's python backend.
 
         The file keeps its name, so the external data that torch's exporter writes beside it
-        (`<file>.data`, referenced by that name from inside the graph) is found; it is copied too.
+        (`<file>.data`, referenced by that name from inside the graph) is found; it is copied too, and so
+        is every path in `data_files` (the graph's external data locations, relative to its folder).
         """
         onnx_file = Path(onnx_file)
-        if not MODEL_NAME.fullmatch(onnx_file.name) or onnx_file.name in ("model.py", "config.pbtxt"):
+        if not MODEL_NAME.fullmatch(onnx_file.name) or onnx_file.name in RESERVED:
             raise InvalidArgument(f"ONNX file name {onnx_file.name!r} is not allowed", field="onnx_file")
         copies = {onnx_file.name: onnx_file}
         data = onnx_file.with_name(onnx_file.name + ".data")
         if data.is_file():
             copies[data.name] = data
+        for location in data_files:
+            parts = location.split("/")
+            if not all(DATA_PART.fullmatch(p) for p in parts) or location in RESERVED or location == onnx_file.name:
+                raise InvalidArgument(f"external data path {location!r} is not allowed", field="data_files")
+            copies[location] = onnx_file.parent / location
         text = config.text(name, "onnxruntime", {"mlmesh_onnx_file": onnx_file.name})
         return self._write(name, text, {}, copies)
 
@@ -169,6 +179,7 @@ class ModelRepository:
             for target, data in blobs.items():
                 (tmp / "1" / target).write_bytes(data)
             for target, source in copies.items():
+                (tmp / "1" / target).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, tmp / "1" / target)
             old = None
             if final.exists():  # a redeploy: swap, then drop the old entry (Triton reads it on load only)

@@ -3,8 +3,11 @@
 from services.serving.interfaces.backends.base import ModelBackend, Prepared
 from services.serving.interfaces.backends.factory import (
     BACKENDS,
+    IMPORTED_BACKENDS,
     backend_for,
     compiled_backend,
+    imported_backend,
+    imported_interfaces,
     onnx_backend,
     segmenter_backend,
     torch_backend,
@@ -25,9 +28,10 @@ from services.serving.interfaces.backends.transformers_text import (
 )
 
 __all__ = [
-    "BACKENDS", "TRANSFORMERS_BACKENDS", "AotiRuntime", "ChangePointSegmenter", "ModelBackend", "OnnxRuntime",
-    "Prepared", "Runtime", "TabularClassifier", "TabularPredictor", "TextAnalyzer", "TextClassifier", "TextPipeline",
-    "TorchRuntime", "TorchScriptRuntime", "TransformersAnalyzer", "TransformersClassifier", "WindowForecaster",
-    "analyses", "backend_for", "binary_segmentation", "compiled_backend", "compiled_runtime", "hashed_bags",
-    "load_text_pipeline", "onnx_backend", "segmenter_backend", "torch_backend", "transformers_backend",
+    "BACKENDS", "IMPORTED_BACKENDS", "TRANSFORMERS_BACKENDS", "AotiRuntime", "ChangePointSegmenter", "ModelBackend",
+    "OnnxRuntime", "Prepared", "Runtime", "TabularClassifier", "TabularPredictor", "TextAnalyzer", "TextClassifier",
+    "TextPipeline", "TorchRuntime", "TorchScriptRuntime", "TransformersAnalyzer", "TransformersClassifier",
+    "WindowForecaster", "analyses", "backend_for", "binary_segmentation", "compiled_backend", "compiled_runtime",
+    "hashed_bags", "imported_backend", "imported_interfaces", "load_text_pipeline", "onnx_backend", "segmenter_backend",
+    "torch_backend", "transformers_backend",
 ]

@@ -1,6 +1,7 @@
 """Backends from an artifact: its metadata (architecture, feature names, labels, statistics) and either
 a torch state dict (rebuilt with services.core.models.architectures.load_module), a compiled output
-(.onnx, TorchScript .pt, AOTInductor .pt2) of such an artifact, or a transformers snapshot."""
+(.onnx, TorchScript .pt, AOTInductor .pt2) of such an artifact, a transformers snapshot, or an imported
+model (ONNX, XGBoost, LightGBM: `imported_backend`, whose table is by signature kind, not architecture)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from services.core.models.architectures import load_module
 from services.serving.interfaces.backends.base import ModelBackend
 from services.serving.interfaces.backends.compiled import compiled_runtime
 from services.serving.interfaces.backends.forecaster import WindowForecaster
+from services.serving.interfaces.backends.imported import IMPORTED_BACKENDS, imported_backend, imported_interfaces
 from services.serving.interfaces.backends.runtimes import OnnxRuntime, Runtime, runtime_for_module
 from services.serving.interfaces.backends.segmenter import ChangePointSegmenter
 from services.serving.interfaces.backends.tabular import TabularClassifier, TabularPredictor
@@ -27,6 +29,10 @@ BACKENDS: dict[tuple[str, str], type[ModelBackend]] = {
     ("hashed_bow_linear", "analyzer"): TextAnalyzer,
     ("hashed_bow_linear", "classifier"): TextClassifier,
 }
+
+
+__all__ = ["BACKENDS", "IMPORTED_BACKENDS", "backend_for", "compiled_backend", "imported_backend",
+           "imported_interfaces", "onnx_backend", "segmenter_backend", "torch_backend", "transformers_backend"]
 
 
 def _backend_class(interface: str, metadata: Mapping[str, Any]) -> type[ModelBackend]:
