@@ -38,16 +38,22 @@ def _rows(rows: Any) -> list[serving_pb2.FeatureRow]:
     return out
 
 
+# Envoy sends a call carrying this header to the serving replica it names (sessions live on one replica).
+REPLICA_HEADER = "x-mlmesh-replica"
+
+
 class _Session:
-    def __init__(self, mesh: "Mesh", session_id: str, timeout_s: float) -> None:
+    def __init__(self, mesh: "Mesh", session_id: str, timeout_s: float, replica: str = "") -> None:
         self.mesh = mesh
         self.session_id = session_id
         self.timeout_s = timeout_s
+        self.replica = replica   # "serving@host:port" when known: calls through Envoy go to that replica
+        self._metadata = mesh.metadata("serving") + (((REPLICA_HEADER, replica),) if replica else ())
 
     def _infer(self, method: str, request: Any, timeout_s: float | None) -> Any:
         stub = self.mesh.stub("serving")
-        return call(getattr(stub, method), request, metadata=self.mesh.metadata("serving"),
-                    timeout_s=timeout_s or self.timeout_s, idempotent=True)
+        return call(getattr(stub, method), request, metadata=self._metadata, timeout_s=timeout_s or self.timeout_s,
+                    idempotent=True)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(session_id={self.session_id!r})"

@@ -148,14 +148,14 @@ class Mesh:
         return operation
 
     # -- serving --------------------------------------------------------------------------------------
-    def session_for(self, model: str, interface: str, *, executor: str = "auto") -> str:
-        """The id of a READY session serving `model` as `interface`; deployed when there is none."""
+    def session_for(self, model: str, interface: str, *, executor: str = "auto") -> serving_pb2.ServingSession:
+        """A READY session serving `model` as `interface`; deployed when there is none."""
         kind = getattr(common_pb2, f"INTERFACE_KIND_{interface.upper()}")
         listed = self._call("serving", "ListSessions", serving_pb2.ListSessionsRequest(), idempotent=True)
         for session in listed.sessions:
             if (session.model == model and session.interface == kind
                     and session.state == serving_pb2.SESSION_STATE_READY):
-                return session.id
+                return session
         executors = {"auto": serving_pb2.EXECUTOR_KIND_UNSPECIFIED, "triton": serving_pb2.EXECUTOR_KIND_TRITON,
                      "in_process": serving_pb2.EXECUTOR_KIND_IN_PROCESS}
         if executor not in executors:
@@ -165,11 +165,14 @@ class Mesh:
         if deployed.state != serving_pb2.SESSION_STATE_READY:
             raise FailedPrecondition(f"session {deployed.id} is {serving_pb2.SessionState.Name(deployed.state)}",
                                      field="model")
-        return deployed.id
+        return deployed
 
     def _bound(self, interface: str, model: str, session: str, executor: str, timeout_s: float | None):
-        session_id = session or self.session_for(model, interface, executor=executor)
-        return _INTERFACE_CLASSES[interface](self, session_id, timeout_s or 10.0)
+        if not session and not model:
+            raise InvalidArgument("give a model reference ('name@alias', 'sha256:...') or session=", field="model")
+        found = self.session_for(model, interface, executor=executor) if not session else None
+        return _INTERFACE_CLASSES[interface](self, session or found.id, timeout_s or 10.0,
+                                             replica=found.replica if found else "")
 
     def predictor(self, model: str = "", *, session: str = "", executor: str = "auto",
                   timeout_s: float | None = None) -> Predictor:

@@ -74,7 +74,8 @@ def print_session(s: serving_pb2.ServingSession, as_json: bool) -> None:
     rows = [("session", s.id), ("state", state_name(s)), ("model", s.model), ("artifact", s.artifact_id),
             ("interface", enum_name(s.interface, common_pb2.InterfaceKind, "INTERFACE_KIND_")),
             ("executor", enum_name(s.executor, serving_pb2.ExecutorKind, "EXECUTOR_KIND_")), ("batching", batching),
-            ("rule pack", s.rule_pack), ("halt reason", s.halt_reason), ("replica", s.replica)]
+            ("rule pack", s.rule_pack), ("rule notes", "; ".join(s.rule_notes)), ("halt reason", s.halt_reason),
+            ("replica", s.replica)]
     out.console().print(out.table(None, ["", ""], rows))
 
 

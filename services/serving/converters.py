@@ -150,7 +150,7 @@ def session(snapshot: SessionSnapshot, replica: str) -> serving_pb2.ServingSessi
         state=STATES[snapshot.state],
         executor=EXECUTOR_KINDS.get(snapshot.executor, serving_pb2.EXECUTOR_KIND_UNSPECIFIED),
         batching=batching, rule_pack=snapshot.rule_pack, stats=stats(snapshot.stats), halt_reason=snapshot.halt_reason,
-        replica=replica,
+        replica=replica, rule_notes=snapshot.rule_notes,
     )
     message.created_at.FromDatetime(snapshot.created_at)
     message.updated_at.FromDatetime(snapshot.updated_at)

@@ -102,7 +102,7 @@ class SessionStats(_message.Message):
     def __init__(self, queue_depth: _Optional[int] = ..., running: _Optional[int] = ..., requests_total: _Optional[int] = ..., requests_failed: _Optional[int] = ..., requests_refused: _Optional[int] = ..., throughput_rps: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., batch_size_mean: _Optional[float] = ..., batch_size_counts: _Optional[_Mapping[int, int]] = ..., rule_trips: _Optional[_Mapping[str, int]] = ..., breaker_state: _Optional[_Union[BreakerState, str]] = ...) -> None: ...
 
 class ServingSession(_message.Message):
-    __slots__ = ("id", "model", "artifact_id", "interface", "state", "executor", "batching", "rule_pack", "stats", "halt_reason", "replica", "created_at", "updated_at")
+    __slots__ = ("id", "model", "artifact_id", "interface", "state", "executor", "batching", "rule_pack", "stats", "halt_reason", "replica", "created_at", "updated_at", "rule_notes")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class ServingSession(_message.Message):
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    RULE_NOTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: str
     artifact_id: str
@@ -129,7 +130,8 @@ class ServingSession(_message.Message):
     replica: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., artifact_id: _Optional[str] = ..., interface: _Optional[_Union[_common_pb2.InterfaceKind, str]] = ..., state: _Optional[_Union[SessionState, str]] = ..., executor: _Optional[_Union[ExecutorKind, str]] = ..., batching: _Optional[_Union[BatchingConfig, _Mapping]] = ..., rule_pack: _Optional[str] = ..., stats: _Optional[_Union[SessionStats, _Mapping]] = ..., halt_reason: _Optional[str] = ..., replica: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    rule_notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., artifact_id: _Optional[str] = ..., interface: _Optional[_Union[_common_pb2.InterfaceKind, str]] = ..., state: _Optional[_Union[SessionState, str]] = ..., executor: _Optional[_Union[ExecutorKind, str]] = ..., batching: _Optional[_Union[BatchingConfig, _Mapping]] = ..., rule_pack: _Optional[str] = ..., stats: _Optional[_Union[SessionStats, _Mapping]] = ..., halt_reason: _Optional[str] = ..., replica: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rule_notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeployRequest(_message.Message):
     __slots__ = ("model", "interface", "batching", "rule_pack", "executor", "session_id")
