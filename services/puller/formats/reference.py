@@ -26,6 +26,17 @@ FIELD = "reference"
 class Reference:
     values: np.ndarray   # float64 [rows, columns], columns in feature order
     sha256: str
+    columns: tuple[str, ...] = ()   # the header's names of those columns
+
+
+def feature_names_from(reference: Reference, names: list[str], *, given: bool) -> list[str]:
+    """The model's feature names, or the reference header's when the model has none of its own (f0..fN, as a
+    graph exported from a bare array has) and none were given: a sample names its columns, a user calls
+    the model by those names."""
+    columns = list(reference.columns)
+    generated = names == [f"f{i}" for i in range(len(names))]
+    usable = len(columns) == len(names) and len(set(columns)) == len(columns) and all(columns)
+    return columns if generated and usable and not given else names
 
 
 def read_reference(path_text: str, feature_names: list[str], *, series_window: int | None = None) -> Reference:
@@ -44,7 +55,7 @@ def read_reference(path_text: str, feature_names: list[str], *, series_window: i
     values = read(indices)
     if values.shape[0] == 0:
         raise InvalidArgument(f"{path.name} has no rows", field=FIELD)
-    return Reference(values, _sha256(path))
+    return Reference(values, _sha256(path), tuple(header[i] for i in indices))
 
 
 def _match(header: list[str], names: list[str], series_window: int | None) -> list[int]:

@@ -37,6 +37,16 @@ def test_csv_matched_by_position_and_sample_capped(tmp_path, sk_regressor):
     assert meta["training_stats"]["std"][0] == 0.0  # a constant column
     assert meta["training_stats"]["mean"] == [1.0, 3.0, 4.0, 6.0]
     assert np.load(folder / "reference.npy", allow_pickle=False).shape == (1024, 4)
+    # the model names no features of its own: the sample's header names them, and calls use those names
+    assert meta["feature_names"] == ["a", "b", "c", "d"]
+
+
+def test_given_feature_names_win_over_the_reference_header(tmp_path, sk_regressor):
+    rows = np.tile(np.array([[1.0, 2.0, 3.0, 5.0], [1.0, 4.0, 5.0, 7.0]]), (10, 1))
+    reference = write_csv(tmp_path / "sample.csv", ["a", "b", "c", "d"], rows)
+    meta = inspect_model(push(tmp_path, sk_regressor.files),
+                         ImportOptions(feature_names=("w", "x", "y", "z"), reference=reference)).metadata
+    assert meta["feature_names"] == ["w", "x", "y", "z"]
 
 
 def test_parquet_reference(tmp_path, data, sk_regressor):
