@@ -31,10 +31,15 @@ def churn_data(rows: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
     return np.column_stack([tenure, charges, calls, contract]).astype(np.float32), churned
 
 
-def main(out: Path) -> None:
-    x, y = churn_data(2000)
+def train(rows: int = 2000):
+    """The fitted pipeline and its training rows."""
+    x, y = churn_data(rows)
     model = make_pipeline(StandardScaler(), GradientBoostingClassifier(n_estimators=40, max_depth=3, random_state=0))
-    model.fit(x, y)
+    return model.fit(x, y), x
+
+
+def main(out: Path) -> None:
+    model, x = train()
     out.mkdir(parents=True, exist_ok=True)
     onnx_model = to_onnx(model, x[:1], options={"zipmap": False}, target_opset={"": 17, "ai.onnx.ml": 3})
     (out / "churn.onnx").write_bytes(onnx_model.SerializeToString())

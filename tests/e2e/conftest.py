@@ -95,7 +95,7 @@ def _hub() -> LocalHub:
     return hub
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")   # one `mlmesh up` for every module here that takes it (it costs a minute)
 def mesh(tmp_path_factory) -> Mesh:
     root = tmp_path_factory.mktemp("e2e")
     home, topology_file = root / "home", root / "topology.yaml"
