@@ -120,6 +120,12 @@ async def test_a_scikit_learn_pipeline_pushed_with_the_cli_answers_four_ways(mes
         assert not answered.is_error, answered.content
         assert [c["label"] for c in answered.structured_content["classifications"]] == [c.label for c in classified]
 
+        # the README's last command: by feature name, through the `mlmesh` command
+        named = [f"--named={name}={value}" for name, value in zip(FEATURES, rows[0].tolist())]
+        answered = cli(mesh, "classify", SESSION, *named, "--json")
+        assert answered.returncode == 0, answered.stdout + answered.stderr
+        assert json.loads(answered.stdout)["classifications"][0]["label"] == classified[0].label
+
         # the input rules know the model's features from the reference sample: an absurd tenure is refused
         with mlmesh.Mesh(mesh.envoy, token) as client, pytest.raises(mlmesh.InvalidArgument) as refused:
             client.classifier(session=SESSION).classify([[5000.0, 70.0, 1.0, 12.0]])
