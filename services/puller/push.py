@@ -77,6 +77,14 @@ class PushPipeline:
             upload.discard()  # not awaited: a cut stream cancels this task, and the folder must go regardless
             raise
 
+    def discard_stale(self) -> int:
+        """Remove the staging folders a stopped puller left (their operations were recorded interrupted at
+        start-up); call before serving. The number removed."""
+        stale = list(self.staging_root.glob("push-*")) if self.staging_root.is_dir() else []
+        for folder in stale:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(stale)
+
     async def _run(self, upload: StagedUpload, actor: str, reporter: ProgressReporter) -> common_pb2.Artifact:
         spec = upload.spec
         try:

@@ -122,6 +122,8 @@ async def build_puller(
     push = PushPipeline(runner=runner, inspect=inspect, store=push_kit.store, signer=push_kit.signer,
                         registry=registry, bus=bus, staging_root=cache / "staging", max_bytes=puller.max_push_bytes,
                         service=SERVICE)
+    if removed := push.discard_stale():
+        log.info("removed %d staged upload(s) left by an interrupted puller", removed)
 
     if metrics is not None:
         register_cache(metrics.registry, kit.cache)

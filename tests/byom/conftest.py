@@ -4,7 +4,6 @@ The models are the real ones tests/puller/formats trains (scikit-learn, XGBoost,
 
 from __future__ import annotations
 
-import pytest
 import pytest_asyncio
 import yaml
 

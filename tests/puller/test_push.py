@@ -8,7 +8,6 @@ import asyncio
 
 import grpc
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -241,3 +240,17 @@ def test_upload_digest_of_a_folder_is_stable():
     b = PushSpec("x", (PushedFile("a.onnx.data", 2, "1" * 64), PushedFile("a.onnx", 1, "0" * 64)))
     assert a.upload_digest == b.upload_digest and a.upload_digest.startswith("sha256:")
     assert PushSpec("x", (PushedFile("m", 1, "2" * 64),)).upload_digest == "sha256:" + "2" * 64
+
+
+async def test_uploads_left_by_a_killed_puller_are_removed_at_start(mesh_settings, registry, tmp_path):
+    settings = PullerSettings(cache_dir=tmp_path / "cache")
+    left = tmp_path / "cache" / "staging" / "push-0123abcd"
+    (left / "model").mkdir(parents=True)
+    (left / "model" / "model.onnx").write_bytes(SMALL[:10])
+    app = await build_puller(mesh_settings, ServerSettings(), AuthSettings(), puller=settings,
+                             credentials=CredentialResolver(tmp_path / "c", environ={}),
+                             registry_address=registry.address)
+    try:
+        assert not left.exists()
+    finally:
+        await app.stop(0)

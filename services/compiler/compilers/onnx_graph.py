@@ -122,7 +122,6 @@ def typed(source: Path) -> Path:
     Both converters decide where casts and quantization go from declared types: a Scaler feeding a
     MatMul otherwise gets fp16 weights against fp32 activations, or no quantization at all."""
     import onnx
-    import onnxruntime as ort
 
     model = onnx.load(str(source), load_external_data=False)
     try:

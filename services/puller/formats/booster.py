@@ -20,7 +20,7 @@ from services.puller.formats.files import field_of
 from services.puller.formats.onnx_model import session
 from services.puller.formats.options import ImportOptions, Progress
 from services.puller.formats.parity import TOLERANCE, Parity, compare, threshold_sample
-from services.puller.formats.reference import feature_names_from, read_reference, summarise
+from services.puller.formats.reference import sample_metadata
 from services.puller.formats.signature import ModelFacts, TensorSpec, label_candidate, ort_spec, probability_candidates
 
 CONVERTED_FILE = "model.onnx"
@@ -70,13 +70,9 @@ def import_booster(folder: Path, booster: Booster, options: ImportOptions, progr
     sample = None
     if options.reference:
         progress("reference", "reading the reference sample")
-        series = binding.kind == "series"
-        reference = read_reference(options.reference, binding.feature_names,
-                                   series_window=binding.window if series else None)
-        stats["training_stats"], stats["reference"] = summarise(reference, folder, series=series)
-        if not series:
-            stats["feature_names"] = feature_names_from(reference, binding.feature_names,
-                                                        given=bool(options.feature_names))
+        stats, reference = sample_metadata(options.reference, binding.feature_names, folder,
+                                           series_window=binding.window if binding.kind == "series" else None,
+                                           given_names=bool(options.feature_names))
         if reference.values.shape[1] == booster.features:
             sample = reference.values
     native = {"kind": booster.framework, "file": booster.file, **booster.native_extra}

@@ -24,7 +24,7 @@ from services.puller.formats.hf_snapshot import import_snapshot
 from services.puller.formats.onnx_checks import load_proto
 from services.puller.formats.onnx_model import inspect_onnx
 from services.puller.formats.options import ImportedModel, ImportOptions, Progress, no_progress
-from services.puller.formats.reference import feature_names_from, read_reference, summarise
+from services.puller.formats.reference import sample_metadata
 from services.puller.formats.torch_weights import import_safetensors
 
 _IMPORTED = "ONNX, XGBoost JSON/UBJ, LightGBM text, safetensors with an architecture, a transformers snapshot"
@@ -110,13 +110,10 @@ def _import_onnx(folder: Path, rel: str, paths: list[str], options: ImportOption
         if binding.kind == "text":
             raise InvalidArgument("a text model takes no numeric reference sample", field="reference")
         progress("reference", "reading the reference sample")
-        series = binding.kind == "series"
-        reference = read_reference(options.reference, binding.feature_names,
-                                   series_window=binding.window if series else None)
-        meta["training_stats"], meta["reference"] = summarise(reference, folder, series=series)
-        if not series:
-            meta["feature_names"] = feature_names_from(reference, binding.feature_names,
-                                                       given=bool(options.feature_names))
+        sample, _ = sample_metadata(options.reference, binding.feature_names, folder,
+                                    series_window=binding.window if binding.kind == "series" else None,
+                                    given_names=bool(options.feature_names))
+        meta.update(sample)
     return meta
 
 

@@ -143,6 +143,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sample_metadata(path: str, names: list[str], folder: Path, *, series_window: int | None,
+                    given_names: bool) -> tuple[dict[str, Any], Reference]:
+    """What a reference sample adds to a push's metadata: training_stats, reference, and (a table's header
+    naming the columns of a model that names none) feature_names; writes reference.npy into `folder`."""
+    reference = read_reference(path, names, series_window=series_window)
+    stats, summary = summarise(reference, folder, series=series_window is not None)
+    meta: dict[str, Any] = {"training_stats": stats, "reference": summary}
+    if series_window is None:
+        meta["feature_names"] = feature_names_from(reference, names, given=given_names)
+    return meta, reference
+
+
 def summarise(reference: Reference, folder: Path, *, series: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """(training_stats, reference metadata); writes `reference.npy` into `folder`.
 

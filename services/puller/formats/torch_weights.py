@@ -18,7 +18,7 @@ from services.core.errors import InvalidArgument, MLMeshError
 from services.puller.formats.binding import SERIES_FEATURE
 from services.puller.formats.files import field_of
 from services.puller.formats.options import ImportOptions, Progress
-from services.puller.formats.reference import read_reference, summarise
+from services.puller.formats.reference import sample_metadata
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 # Mirrors serving's BACKENDS (architecture -> the interfaces it serves), first = default. Not imported:
@@ -71,9 +71,9 @@ def import_safetensors(folder: Path, rel: str, options: ImportOptions, progress:
     if options.reference:
         if not names or kind == "hashed_bow_linear":
             raise InvalidArgument(f"a {kind} model takes no tabular reference sample", field="reference")
-        reference = read_reference(options.reference, meta["feature_names"],
-                                   series_window=meta.get("window") if kind == "lstm_forecaster" else None)
-        meta["training_stats"], meta["reference"] = summarise(reference, folder, series=kind == "lstm_forecaster")
+        sample, _ = sample_metadata(options.reference, meta["feature_names"], folder, given_names=True,
+                                    series_window=meta.get("window") if kind == "lstm_forecaster" else None)
+        meta.update(sample)
     return meta
 
 
