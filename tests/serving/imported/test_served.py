@@ -131,7 +131,7 @@ async def test_features_by_name_and_the_rules_on_an_imported_model(imported_stub
 
     # a model without statistics: the session says what its OOD rule cannot check
     await stub.deploy(published["iris_gbr"].artifact_id, session_id="im-nostats")
-    notes = imported_serving.manager.get("im-nostats").snapshot().rule_notes
+    notes = (await stub.GetSession(serving_pb2.GetSessionRequest(session_id="im-nostats"))).rule_notes
     assert notes and "OODGuard" in notes[0] and "no training statistics" in notes[0]
     assert imported_serving.manager.get("im-rules").snapshot().rule_notes == ()
 
