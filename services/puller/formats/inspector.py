@@ -24,6 +24,7 @@ from services.puller.formats.hf_snapshot import import_snapshot
 from services.puller.formats.onnx_checks import load_proto
 from services.puller.formats.onnx_model import inspect_onnx
 from services.puller.formats.options import ImportedModel, ImportOptions, Progress, no_progress
+from services.puller.formats.pickled import convert_allowed_pickle
 from services.puller.formats.reference import sample_metadata
 from services.puller.formats.torch_weights import import_safetensors
 
@@ -47,6 +48,9 @@ def inspect_model(folder: Path, options: ImportOptions, progress: Progress = no_
         return _finish(ImportedModel("transformers", "safetensors", import_snapshot(folder, paths, options,
                                                                                     progress)))
     rel = _model_file(paths)
+    if options.allow_pickle and sniff(folder / rel) == "torch-pickle":
+        progress("convert", f"{rel}: an allowed torch checkpoint, read weights-only into safetensors")
+        rel = convert_allowed_pickle(folder, rel)
     kind = _kind(folder, rel, options)
     progress("detect", f"{rel}: {KIND_WORDS.get(kind, kind)}")
     if kind == "onnx":

@@ -19,12 +19,49 @@ def test_sklearn_pickle_renamed_is_refused_with_how_to_convert(tmp_path, sk_pick
     assert "skl2onnx.to_onnx(model, X[:1].astype('float32'), options={'zipmap': False})" in refused.value.message
 
 
-@pytest.mark.parametrize("allow_pickle", [False, True])
-def test_torch_checkpoint_is_refused_even_with_allow_pickle(tmp_path, torch_pickle, allow_pickle):
+def test_torch_checkpoint_is_refused_unless_an_operator_allows_pickle(tmp_path, torch_pickle):
     with pytest.raises(InvalidArgument) as refused:
-        inspect_model(push(tmp_path, {"model.pt": torch_pickle}), ImportOptions(allow_pickle=allow_pickle))
+        inspect_model(push(tmp_path, {"model.pt": torch_pickle}), ImportOptions())
     assert refused.value.field == "files[model.pt]" and "torch.onnx.export" in refused.value.message
-    assert ("allow_pickle does not change this" in refused.value.message) == allow_pickle
+
+
+def _checkpoint(obj) -> bytes:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def test_an_allowed_torch_checkpoint_is_read_weights_only_and_stored_as_safetensors(tmp_path):
+    from services.core.models.architectures import build_module
+
+    architecture = {"type": "mlp", "layers": [4, 8, 3]}
+    state = build_module(architecture).state_dict()
+    folder = push(tmp_path, {"model.pt": _checkpoint({"architecture": architecture, "state_dict": state,
+                                                      "class_labels": ["a", "b", "c"]})})
+    model = inspect_model(folder, ImportOptions(allow_pickle=True))
+    assert (model.framework, model.format) == ("torch", "safetensors")
+    assert model.metadata["architecture"] == architecture and model.metadata["interface"] == "classifier"
+    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors"]   # the pickle itself is not kept
+
+    bare = push(tmp_path / "bare", {"model.pt": _checkpoint(state)})
+    with pytest.raises(InvalidArgument) as refused:   # weights alone cannot say what module they fill
+        inspect_model(bare, ImportOptions(allow_pickle=True))
+    assert refused.value.field == "format" and "architecture" in refused.value.message
+
+
+def test_an_allowed_checkpoint_carrying_code_is_refused_and_nothing_runs(tmp_path):
+    from tests.puller.conftest import Canary
+
+    canary = tmp_path / "ran"
+    folder = push(tmp_path, {"model.pt": _checkpoint({"state_dict": {}, "hook": Canary(str(canary))})})
+    with pytest.raises(InvalidArgument) as refused:
+        inspect_model(folder, ImportOptions(allow_pickle=True))
+    assert refused.value.field == "files[model.pt]" and "weights-only" in refused.value.message
+    assert not canary.exists()
 
 
 @pytest.mark.parametrize("name", ["model.pt2", "model.onnx"])
