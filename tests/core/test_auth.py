@@ -233,4 +233,4 @@ def test_policy_check_uses_current_principal():
 
 def test_policy_check_explicit_principal_and_scope_list():
     assert policy_check("serving.infer", _principal("serving.infer")).has("serving.infer")
-    assert len(ALL_SCOPES) == 14 and "operations.cancel" in ALL_SCOPES
+    assert len(ALL_SCOPES) == 15 and {"operations.cancel", "puller.push"} <= ALL_SCOPES

@@ -75,7 +75,8 @@ async def test_push_streams_inspects_signs_registers_with_lineage(stubs, puller,
     assert op.kind == "push" and op.created_by == "test-operator"
     final, seen = await stubs.finished(op.id)
     assert final.state == SUCCEEDED, final.error
-    assert {"inspect", "store", "register"} <= {o.progress.stage for o in seen}
+    stages = [o.progress.stage for o in seen]   # throttled: a quick stage may be overtaken by the next
+    assert stages[-1] == "register" and len(set(stages)) >= 3, stages
     artifact = common_pb2.Artifact()
     final.result.Unpack(artifact)
     assert artifact.name == "churn" and set(artifact.aliases) == {"churn@latest", "churn@prod"}
