@@ -73,7 +73,7 @@ def test_inference_is_retried_on_unavailable_and_carries_a_deadline(serving):
         predictions = mesh.predictor(session="s-1", timeout_s=5).predict([[1.0, 2.0], [3.0, 4.0]])
     assert [p.value for p in predictions] == [3.0, 7.0]
     assert servicer.calls["Predict"] == 3
-    assert all(d is not None and d <= 5 for d in servicer.deadlines)
+    assert all(d is not None and d < 5.5 for d in servicer.deadlines), servicer.deadlines   # ~5 s, wire rounding
 
 
 def test_retries_stop_at_the_deadline(serving):
