@@ -72,7 +72,7 @@ async def test_a_scikit_learn_pipeline_pushed_with_the_cli_answers_four_ways(mes
     assert done.returncode == 0, done.stderr
 
     pushed = cli(mesh, "push", str(tmp_path / "churn.onnx"), "--name", "churn", "--alias", "prod",
-                 "--reference", str(tmp_path / "churn_sample.csv"), "--json")
+                 "--labels", "stay,churn", "--reference", str(tmp_path / "churn_sample.csv"), "--json")
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     artifact = json.loads(pushed.stdout)
     assert artifact["framework"] == "onnx" and artifact["interface"] == "classifier"
@@ -88,7 +88,8 @@ async def test_a_scikit_learn_pipeline_pushed_with_the_cli_answers_four_ways(mes
         with mlmesh.Mesh(mesh.envoy, token) as client:
             classified = client.classifier(session=SESSION).classify(
                 [dict(zip(FEATURES, row)) for row in rows.tolist()])
-        labels = [str(c) for c in model.classes_]
+        assert model.classes_.tolist() == [0, 1]
+        labels = ["stay", "churn"]   # --labels, in the model's class order
         close([[c.scores[label] for label in labels] for c in classified], expected)
         assert [c.label for c in classified] == [labels[i] for i in expected.argmax(axis=1)]
 
