@@ -162,6 +162,28 @@ async def test_a_deadline_that_passes_in_the_queue_fails_before_the_model():
     await loop.close()
 
 
+async def test_a_deadline_the_take_sees_first_is_answered_at_once_and_only_once():
+    """The scheduler's take finds a waiting request past its deadline before the request's own timer fires
+    (the clock says so; the timer is far off): it is answered DEADLINE_EXCEEDED then, not left waiting."""
+    now = [1000.0]
+    executor = GatedExecutor(gated=True)
+    loop = EngineLoop(executor, BatchingConfig(max_batch_size=8), clock=lambda: now[0])
+    await loop.start()
+    blocker = asyncio.create_task(loop.infer({"x": row(0)}, 1))
+    await executor.wait_entered()
+    late = loop.enqueue({"x": row(666)}, 1, timeout_s=60)   # its own timer: a minute away
+    now[0] += 120   # the deadline has passed as far as the scheduler is concerned
+    executor.release()
+    with pytest.raises(DeadlineExceeded):
+        await asyncio.wait_for(late.future, 2)
+    await blocker
+    assert all(666 not in b["x"] for b in executor.batches)
+    assert loop.stats.requests_failed == 1 and loop.queue_depth == 0
+    loop._expire(late)   # its timer, had it not been cancelled, firing afterwards: nothing more happens
+    assert loop.stats.requests_failed == 1
+    await loop.close()
+
+
 async def test_max_queue_delay_waits_for_fill_only_below_max():
     executor = GatedExecutor()
     loop = await started(executor, max_batch_size=4, max_queue_delay_s=0.25)

@@ -18,7 +18,7 @@ from opentelemetry.trace import Tracer
 from services.core.errors import DeadlineExceeded, InvalidArgument, MLMeshError, Unavailable
 from services.serving.engine.config import BatchingConfig
 from services.serving.engine.executor import Executor
-from services.serving.engine.request import DONE, RUNNING, WAITING, Completion, Request
+from services.serving.engine.request import DISCARDED, DONE, RUNNING, WAITING, Completion, Request
 from services.serving.engine.scheduler import Scheduler
 from services.serving.engine.stats import EngineStats
 from services.serving.engine.tracing import BatchSpans, current_span_context
@@ -37,7 +37,8 @@ class LoopDriver(ABC):
     batch_span_name = "serving.batch"
 
     def __init__(self, executor: Executor, config: BatchingConfig, *, stats: EngineStats | None = None,
-                 on_outcome: OutcomeListener | None = None, tracer: Tracer | None = None) -> None:
+                 on_outcome: OutcomeListener | None = None, tracer: Tracer | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.executor = executor
         # None unless this process records traces (or a test injects a tracer): then nothing is captured
         self._batch_spans = (BatchSpans(tracer, self.batch_span_name, type(executor).__name__) if tracer is not None
@@ -50,7 +51,7 @@ class LoopDriver(ABC):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._clock = time.monotonic
+        self._clock = clock   # deadlines and batch times; tests inject one
 
     # ---- lifecycle ----
     async def start(self) -> None:
@@ -130,10 +131,12 @@ class LoopDriver(ABC):
         self.stats.requests_cancelled += 1
 
     def _expire(self, request: Request) -> None:
+        """A request's deadline passed: answered DEADLINE_EXCEEDED once, whichever sees it first, its own
+        timer or the scheduler's take (which has already taken it out of the queue: DISCARDED)."""
         if request.state == WAITING:
             self.scheduler.discard(request)
-        elif request.state != RUNNING:
-            return
+        elif request.state not in (RUNNING, DISCARDED):
+            return   # DONE: answered, failed or abandoned already
         self._fail(request, DeadlineExceeded("deadline passed before the model answered"))
 
     def _fail(self, request: Request, error: BaseException) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 WAITING, RUNNING, DONE = 0, 1, 2
+DISCARDED = -1   # out of the queue (a tombstone in its heap) and not yet answered: expired, cancelled, drained
 
 
 class Request:

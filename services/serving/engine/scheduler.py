@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Callable, Iterator
 
 from services.core.errors import ResourceExhausted
-from services.serving.engine.request import RUNNING, WAITING, Request
+from services.serving.engine.request import DISCARDED, RUNNING, WAITING, Request
 
 # Rebuild the heap without tombstones once they outnumber live entries by this much.
 _COMPACT_SLACK = 64
@@ -47,7 +47,7 @@ class Scheduler:
         """Takes a waiting request out of the queue (cancelled, expired); False when it was not waiting."""
         if request.state != WAITING:
             return False
-        request.state = -1  # tombstone: skipped when it reaches the head
+        request.state = DISCARDED  # a tombstone: skipped when it reaches the head
         self.waiting -= 1
         self.waiting_rows -= request.rows
         return True
@@ -69,7 +69,7 @@ class Scheduler:
             if request.deadline is not None and request.deadline <= now:
                 heapq.heappop(heap)
                 self.discard(request)
-                self._expired(request)
+                self._expired(request)   # answered now, not left to its timer (which may fire much later)
                 continue
             if rows + request.rows > capacity_rows:
                 break
@@ -89,7 +89,7 @@ class Scheduler:
         self.waiting = self.waiting_rows = 0
         for _, _, request in heap:
             if request.state == WAITING:
-                request.state = -1
+                request.state = DISCARDED
                 yield request
 
     def set_running(self, running: list[Request]) -> None:

@@ -206,3 +206,29 @@ async def test_the_sync_client_works_unchanged(stub, serving, models, headers):
         assert int(stats["model_stats"][0]["inference_count"]) >= 4
     finally:
         await asyncio.to_thread(client.close)
+
+
+async def test_a_kserve_timeout_shorter_than_the_grpc_deadline_is_answered_deadline_exceeded(stub, serving, models,
+                                                                                             headers):
+    """Triton's `timeout` request parameter (µs) bounds a call that has no gRPC deadline of its own: a request
+    waiting behind a long forecast is answered DEADLINE_EXCEEDED at that timeout, never left waiting."""
+    batching = serving_pb2.BatchingConfig(max_batch_size=1, iteration_level=False)
+    await stub.deploy("price_forecaster", session_id="kv-timeout", batching=batching)
+    long = asyncio.ensure_future(stub.Forecast(serving_pb2.ForecastRequest(session_id="kv-timeout",
+                                                                           history=history(), horizon=3000)))
+    session = serving.manager.get("kv-timeout")
+    deadline = time.monotonic() + 5
+    while session.loop.running == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    client = aioclient.InferenceServerClient(serving.address)
+    try:
+        inputs = [tensor("history", np.asarray([history(5)], dtype=np.float32), "FP32"),
+                  tensor("horizon", np.array([[4]], dtype=np.int32), "INT32")]
+        started = time.monotonic()
+        with pytest.raises(InferenceServerException) as refused:
+            await asyncio.wait_for(client.infer("kv-timeout", inputs, headers=headers, timeout=50_000), 20)
+        assert refused.value.status() == "StatusCode.DEADLINE_EXCEEDED", refused.value
+        assert time.monotonic() - started < 10
+    finally:
+        await client.close()
+    assert len((await long).forecast) == 3000   # the session goes on serving
