@@ -105,3 +105,27 @@ def _topology(tmp_path, registry: ServiceEndpoint):
     path = tmp_path / "topology.yaml"
     path.write_text(f"services:\n  registry: {{module: services.registry, port: {registry.port}}}\n")
     return path
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_server_is_free_a_live_listener_is_not():
+    """Ctrl-C then `mlmesh up` again at once: the last run's connections sit in TIME_WAIT on its ports for a
+    minute, and the servers (SO_REUSEADDR) would bind fine, so the check must not call those ports in use."""
+    from services.mesh.supervisor import port_in_use
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    assert port_in_use("127.0.0.1", port)
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()          # the server closes first: its side of the connection enters TIME_WAIT
+    time.sleep(0.05)
+    client.close()
+    listener.close()
+    plain = socket.socket()   # what the old check did: a bind without SO_REUSEADDR fails on the TIME_WAIT
+    with pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))
+    plain.close()
+    assert not port_in_use("127.0.0.1", port)
