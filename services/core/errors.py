@@ -6,6 +6,8 @@ generic message, so internal text never reaches a caller.
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 
@@ -73,13 +75,33 @@ class Unimplemented(MLMeshError):
     code = grpc.StatusCode.UNIMPLEMENTED
 
 
+class Internal(MLMeshError):
+    """A bug, here or in the service that answered: retrying will not help."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
 class IntegrityError(FailedPrecondition):
     """Stored or received bytes do not match their recorded hash or signature."""
 
 
 _BY_CODE = {cls.code: cls for cls in MLMeshError.__subclasses__()}
+# A peer's bug or lost data is not "try again later": an agent told UNAVAILABLE would retry a bug.
+_BY_CODE.update({grpc.StatusCode.UNKNOWN: Internal, grpc.StatusCode.DATA_LOSS: Internal})
 
 
 def error_for_status(code: grpc.StatusCode, message: str) -> MLMeshError:
     """The domain error for a status a backend answered with (clients re-raise what services said)."""
     return _BY_CODE.get(code, Unavailable)(message)
+
+
+_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"(),]+/)+([^\s/:'\"(),]*)")
+OUTWARD_LIMIT = 300
+
+
+def outward(text: object, *, limit: int = OUTWARD_LIMIT) -> str:
+    """A library's or a subprocess's message as a caller may see it: its first line, server paths cut to
+    their last part, at most `limit` characters. Log the whole text (with the request id) where this is used."""
+    first = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+    first = _PATH.sub(lambda m: m.group(1) or "/", first)
+    return first if len(first) <= limit else first[: limit - 1] + "…"

@@ -30,6 +30,7 @@ import grpc
 from mlmesh.v1 import serving_pb2, serving_pb2_grpc
 from services.core.auth import policy
 from services.core.auth.tokens import TokenIssuer
+from services.core.errors import outward
 from services.core.grpc.client import connect
 from services.core.topology import ServiceEndpoint
 
@@ -118,7 +119,7 @@ class ReplicaFanout:
             log.warning("HaltAll could not look up the other replicas (%s): %s", endpoint.host, error)
             return [], [serving_pb2.HaltResult(
                 replica=replica_name(host_port(endpoint.host, endpoint.port)), halted=False,
-                error=f"could not look up the other replicas: {error}")]
+                error=f"could not look up the other replicas: {outward(error)}")]
         self.peers = [a for a in found if not _same_address(a.rsplit(":", 1)[0].strip("[]"), self._me)]
         if len(self.peers) == len(found):
             log.warning("this replica's advertised address %s is not among DNS's answers for %s (%s); set "
@@ -157,4 +158,4 @@ class ReplicaFanout:
             await channel.close()
         log.warning("HaltAll on replica %s not confirmed: %s", peer, error)
         return [serving_pb2.HaltResult(replica=replica_name(peer), halted=False,
-                                       error=f"replica did not confirm the halt: {error}")]
+                                       error=f"replica did not confirm the halt: {outward(error)}")]

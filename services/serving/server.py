@@ -28,6 +28,7 @@ from services.core.artifacts.toolkit import build_artifact_toolkit
 from services.core.auth import policy
 from services.core.auth.tokens import TokenIssuer, TokenVerifier
 from services.core.clients.registry import RegistryClient, lineage_sink
+from services.core.errors import outward
 from services.core.grpc.server import ServiceHost, configure_logging
 from services.core.observability.tracing import setup_tracing
 from services.core.lineage import LineageBus
@@ -164,9 +165,8 @@ async def start_triton(serving: ServingSettings, settings: TritonSettings,
     try:
         await server.start()
     except Exception as exc:  # noqa: BLE001 - whatever stops Triton, serving runs without it
-        reason = f"Triton did not start: {exc}"
-        log.warning("%s; sessions run in-process", reason)
-        return None, None, reason
+        log.warning("Triton did not start: %s; sessions run in-process", exc)
+        return None, None, f"Triton did not start: {outward(exc)}"   # what Deploy and mlmesh status show
     log.info("Triton ready at %s in %.1f s (repository %s)", server.url, server.startup_s or 0.0,
              server.model_repository)
     target = TritonTarget(server.url, ModelRepository(server.model_repository), settings.request_timeout_s,

@@ -10,7 +10,7 @@ from mlmesh.v1 import operations_pb2, operations_pb2_grpc
 from services.core.auth.policy import ALL_SCOPES
 from services.core.auth.principal import current_principal
 from services.core.auth.tokens import TokenIssuer, TokenVerifier
-from services.core.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated, Unavailable
+from services.core.errors import Internal, InvalidArgument, NotFound, PermissionDenied, Unauthenticated, Unavailable
 from services.core.grpc import client as client_mod
 from services.core.grpc import interceptor
 from services.core.grpc.client import connect, operator_token, raise_domain_error
@@ -139,8 +139,10 @@ def _rpc_error(code, details):
 def test_raise_domain_error_maps_codes():
     with pytest.raises(NotFound, match="no such thing"):
         raise_domain_error(_rpc_error(grpc.StatusCode.NOT_FOUND, "no such thing"))
-    with pytest.raises(Unavailable):  # a status with no domain class (e.g. INTERNAL) still raises a domain error
+    with pytest.raises(Internal):  # a peer's bug is a bug here too, never "unavailable, retry"
         raise_domain_error(_rpc_error(grpc.StatusCode.INTERNAL, "internal error (request id r)"))
+    with pytest.raises(Unavailable):  # a status with no domain class of its own still raises a domain error
+        raise_domain_error(_rpc_error(grpc.StatusCode.OUT_OF_RANGE, "past the end"))
 
 
 def test_operator_token_has_every_scope(tmp_path):

@@ -11,12 +11,15 @@ tensor names are the compiler's (INPUT__0 / OUTPUT__0), not the backend's.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from services.core.errors import FailedPrecondition
+from services.core.errors import FailedPrecondition, outward
+
+log = logging.getLogger("mlmesh.serving.models")
 
 PT_SUFFIX, PT2_SUFFIX = ".pt", ".pt2"
 IN_PROCESS_ONLY = ("compiled {} outputs run in-process here (this Triton has no pytorch backend); "
@@ -41,7 +44,8 @@ class TorchScriptRuntime:
                 warnings.simplefilter("ignore")  # "torch.jit.load is deprecated": the compiler notes it
                 self.module = torch.jit.load(str(path), map_location="cpu").eval()
         except Exception as exc:  # torch raises RuntimeError or its own types for a bad archive
-            raise FailedPrecondition(f"not a loadable TorchScript archive: {type(exc).__name__}: {exc}",
+            log.warning("not a loadable TorchScript archive: %s", exc)  # in full; the caller gets outward()
+            raise FailedPrecondition(f"not a loadable TorchScript archive: {type(exc).__name__}: {outward(exc)}",
                                      field="model") from None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -69,7 +73,8 @@ class AotiRuntime:
                 warnings.simplefilter("ignore")
                 self.package = torch._inductor.aoti_load_package(str(path))
         except Exception as exc:
-            raise FailedPrecondition(f"not a loadable AOTInductor package: {type(exc).__name__}: {exc}",
+            log.warning("not a loadable AOTInductor package: %s", exc)  # in full; the caller gets outward()
+            raise FailedPrecondition(f"not a loadable AOTInductor package: {type(exc).__name__}: {outward(exc)}",
                                      field="model") from None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

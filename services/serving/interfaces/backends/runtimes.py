@@ -3,13 +3,16 @@ a compiled .onnx. Backends combine a runtime with an interface's pre- and postpr
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from services.core.errors import InvalidArgument
+from services.core.errors import InvalidArgument, outward
 from services.serving.engine.executor import default_torch_threads
+
+log = logging.getLogger("mlmesh.serving.models")
 
 
 class Runtime(Protocol):
@@ -90,7 +93,9 @@ class OnnxRuntime:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for unreadable or invalid models
-            raise InvalidArgument(f"not a loadable ONNX model: {type(exc).__name__}: {exc}", field="model") from None
+            log.warning("not a loadable ONNX model: %s", exc)  # in full; the caller gets outward()
+            raise InvalidArgument(f"not a loadable ONNX model: {type(exc).__name__}: {outward(exc)}",
+                                  field="model") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
             raise InvalidArgument(f"expected one input and an output, got {len(inputs)} inputs", field="model")

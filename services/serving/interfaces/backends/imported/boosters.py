@@ -8,14 +8,17 @@ They run in-process only (`in_process_only` says why): Triton here runs ONNX gra
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from services.core.errors import FailedPrecondition
+from services.core.errors import FailedPrecondition, outward
 from services.serving.engine.executor import default_torch_threads
 from services.serving.interfaces.backends.imported.signature import ModelSignature
+
+log = logging.getLogger("mlmesh.serving.models")
 
 NATIVE_REASON = ("{library} models converted to ONNX run on Triton; this one is served by the {kind} library "
                  "in-process: {reason}")
@@ -102,7 +105,8 @@ class XGBoostRuntime(NativeBooster):
             self.booster = xgb.Booster(model_file=bytearray(data))
             learner = json.loads(self.booster.save_config())["learner"]
         except (xgb.core.XGBoostError, ValueError, KeyError) as exc:
-            raise FailedPrecondition(f"not a loadable XGBoost model: {type(exc).__name__}: {exc}",
+            log.warning("not a loadable XGBoost model: %s", exc)  # in full; the caller gets outward()
+            raise FailedPrecondition(f"not a loadable XGBoost model: {type(exc).__name__}: {outward(exc)}",
                                      field="model") from None
         self.booster.set_param({"nthread": threads or default_torch_threads()})
         self.objective = str(learner.get("objective", {}).get("name", ""))
@@ -137,7 +141,8 @@ class LightGBMRuntime(NativeBooster):
             text = data.decode()
             self.booster = lgb.Booster(model_str=text)
         except (lgb.basic.LightGBMError, UnicodeDecodeError, ValueError) as exc:
-            raise FailedPrecondition(f"not a loadable LightGBM model: {type(exc).__name__}: {exc}",
+            log.warning("not a loadable LightGBM model: %s", exc)  # in full; the caller gets outward()
+            raise FailedPrecondition(f"not a loadable LightGBM model: {type(exc).__name__}: {outward(exc)}",
                                      field="model") from None
         line = next((ln for ln in text.splitlines() if ln.startswith("objective=")), "objective=")
         self.objective = line.removeprefix("objective=").split(" ")[0]

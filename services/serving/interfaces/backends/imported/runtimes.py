@@ -12,6 +12,7 @@ named outputs back (`{name: array}` per the signature), one batch per call (boos
 
 from __future__ import annotations
 
+import logging
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -19,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from services.core.errors import FailedPrecondition, IntegrityError
+from services.core.errors import FailedPrecondition, IntegrityError, outward
 from services.serving.engine.executor import default_torch_threads
 from services.serving.interfaces.backends.imported.boosters import LightGBMRuntime, XGBoostRuntime
 from services.serving.interfaces.backends.imported.signature import ModelSignature, TensorInfo, runtime_spec
+
+log = logging.getLogger("mlmesh.serving.models")
 
 ExpectedFiles = Mapping[str, tuple[str, int]]   # artifact path -> (sha256, size), from the manifest
 ORT_TYPES = {
@@ -79,7 +82,9 @@ def external_data_files(path: Path) -> tuple[str, ...]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends for a bad file
-        raise FailedPrecondition(f"not a readable ONNX graph: {type(exc).__name__}: {exc}", field="model") from None
+        log.warning("not a readable ONNX graph: %s", exc)  # in full; the caller gets outward()
+        raise FailedPrecondition(f"not a readable ONNX graph: {type(exc).__name__}: {outward(exc)}",
+                                 field="model") from None
     locations: set[str] = set()
 
     def tensors(graph):
@@ -135,7 +140,9 @@ class ImportedOnnxRuntime:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for unreadable or invalid models
-            raise FailedPrecondition(f"not a loadable ONNX model: {type(exc).__name__}: {exc}", field="model") from None
+            log.warning("not a loadable ONNX model: %s", exc)  # in full; the caller gets outward()
+            raise FailedPrecondition(f"not a loadable ONNX model: {type(exc).__name__}: {outward(exc)}",
+                                     field="model") from None
         graph_inputs = {i.name: i for i in self.session.get_inputs()}
         graph_outputs = {o.name: o for o in self.session.get_outputs()}
         if set(graph_inputs) != {t.name for t in signature.inputs}:
