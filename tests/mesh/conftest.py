@@ -33,8 +33,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_topology(path: Path, services: dict[str, dict]) -> Path:
-    path.write_text(yaml.safe_dump({"services": services}))
+def write_topology(path: Path, services: dict[str, dict], envoy: dict | None = None) -> Path:
+    path.write_text(yaml.safe_dump({"services": services, **({"envoy": envoy} if envoy else {})}))
     return path
 
 

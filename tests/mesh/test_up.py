@@ -172,3 +172,48 @@ def test_up_needs_something_to_start(up_env):
     up_env.topology.write_text("services:\n  later: {module: services.not_built_yet, port: 1234}\n")
     result = CliRunner().invoke(app, ["up"])
     assert result.exit_code == 1 and "no service of the topology can be started" in result.stderr
+
+
+def _up(env: dict[str, str]) -> tuple[subprocess.Popen, dict]:
+    process = subprocess.Popen([sys.executable, "-m", "services.mesh", "up", "--json"], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return process, read_json_line(process, READY_TIMEOUT_S)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+
+
+def test_ctrl_c_then_up_again_at_once(tmp_path):
+    """The HTTP connections of the last run (Envoy's, the gateway's) sit in TIME_WAIT on their ports for a
+    minute after a Ctrl-C; `mlmesh up` must start again at once all the same, and serve."""
+    import http.client
+
+    from tests.mesh.conftest import free_port, write_topology
+
+    ports = {name: free_port() for name in ("registry", "gateway", "envoy", "admin")}
+    topology = write_topology(tmp_path / "topology.yaml", {
+        "registry": {"module": "services.registry", "host": "127.0.0.1", "port": ports["registry"],
+                     "grpc_services": ["mlmesh.v1.Registry"]},
+        "mlmesh-ml-mcp": {"module": "services.mcp_gateway", "host": "127.0.0.1", "port": ports["gateway"],
+                          "protocol": "http", "health": "/healthz"},
+    }, envoy={"host": "127.0.0.1", "port": ports["envoy"], "admin_port": ports["admin"], "health_interval_s": 0.5})
+    env = {**os.environ, "MLMESH_HOME": str(tmp_path / "home"), "MLMESH_TOPOLOGY_FILE": str(topology),
+           "MLMESH_MCP_ML_CANONICAL_URI": f"http://127.0.0.1:{ports['envoy']}/mcp/ml"}
+    metadata_path = "/.well-known/oauth-protected-resource/mcp/ml"
+    for attempt in range(2):
+        process, ready = _up(env)
+        try:
+            assert {s["service"] for s in ready["services"]} >= {"registry", "mlmesh-ml-mcp"}, ready
+            kept = http.client.HTTPConnection("127.0.0.1", ports["envoy"], timeout=10)   # left open: keep-alive
+            kept.request("GET", metadata_path)
+            reply = kept.getresponse()
+            assert reply.status == 200 and b"resource" in reply.read(), attempt
+            _stop(process)
+            kept.close()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
