@@ -16,6 +16,29 @@ from services.core.db.migrate import upgrade_to_head
 # The server CI and the development machines run; override to point the suite elsewhere.
 PG_ADMIN_DSN = os.environ.get("MLMESH_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
+# A developer's shell settings (their MLMESH_DATABASE_URL, MLMESH_HOME, HF_TOKEN, OTEL_EXPORTER_OTLP_ENDPOINT...)
+# must never reach a test or a mesh a test starts: a test writes only what it sets itself.
+SHELL_SETTING_PREFIXES = ("MLMESH_", "HF_", "OTEL_")
+SUITE_SETTINGS = frozenset({"MLMESH_TEST_POSTGRES_DSN", "MLMESH_CHROMIUM"})   # where the suite's own tools are
+
+
+def shell_settings(environ) -> list[str]:
+    """The names in `environ` a developer's shell could have set for a real mesh."""
+    return [key for key in environ if key.startswith(SHELL_SETTING_PREFIXES) and key not in SUITE_SETTINGS]
+
+
+# Cleared at import, before any session- or module-scoped fixture copies os.environ into a child's env...
+for _key in shell_settings(os.environ):
+    del os.environ[_key]
+
+
+@pytest.fixture(autouse=True)
+def no_shell_settings(monkeypatch):
+    """...and again before each test, in case a fixture or an earlier test left one behind. A test's own
+    monkeypatch.setenv runs after this and stands."""
+    for key in shell_settings(os.environ):
+        monkeypatch.delenv(key)
+
 
 async def _pg_admin() -> asyncpg.Connection:
     try:
