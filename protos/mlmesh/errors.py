@@ -11,45 +11,49 @@ FIELD_KEY = "mlmesh-error-field"
 class MeshError(Exception):
     """A call the mesh refused or could not answer. `code` is the gRPC status, `field` the request field."""
 
-    def __init__(self, message: str, *, code: grpc.StatusCode = grpc.StatusCode.UNKNOWN, field: str = "") -> None:
+    default_code = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, message: str, *, code: grpc.StatusCode | None = None, field: str = "") -> None:
         super().__init__(f"{field}: {message}" if field else message)
-        self.message, self.code, self.field = message, code, field
+        self.message, self.code, self.field = message, code or self.default_code, field
 
 
 class InvalidArgument(MeshError):
-    pass
+    default_code = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class NotFound(MeshError):
-    pass
+    default_code = grpc.StatusCode.NOT_FOUND
 
 
 class AlreadyExists(MeshError):
-    pass
+    default_code = grpc.StatusCode.ALREADY_EXISTS
 
 
 class PermissionDenied(MeshError):
-    pass
+    default_code = grpc.StatusCode.PERMISSION_DENIED
 
 
 class Unauthenticated(MeshError):
-    pass
+    default_code = grpc.StatusCode.UNAUTHENTICATED
 
 
 class FailedPrecondition(MeshError):
-    pass
+    default_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class ResourceExhausted(MeshError):
-    pass
+    default_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class Unavailable(MeshError):
     """Safe to retry later; idempotent calls are retried for you within their deadline."""
 
+    default_code = grpc.StatusCode.UNAVAILABLE
+
 
 class DeadlineExceeded(MeshError):
-    pass
+    default_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class OperationFailed(MeshError):

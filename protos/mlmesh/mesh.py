@@ -21,7 +21,7 @@ from google.protobuf import json_format
 
 from mlmesh import push as uploads
 from mlmesh.calls import DEFAULT_TIMEOUT_S, call
-from mlmesh.errors import FailedPrecondition, InvalidArgument, OperationFailed, from_rpc_error
+from mlmesh.errors import FailedPrecondition, InvalidArgument, OperationFailed, Unavailable, from_rpc_error
 from mlmesh.interfaces import Analyzer, Classifier, Forecaster, Predictor, Segmenter
 from mlmesh.results import Artifact
 from mlmesh.v1 import (common_pb2, operations_pb2, operations_pb2_grpc, puller_pb2, puller_pb2_grpc, registry_pb2,
@@ -32,6 +32,8 @@ _STUBS = {"registry": registry_pb2_grpc.RegistryStub, "puller": puller_pb2_grpc.
           "serving": serving_pb2_grpc.ServingStub, "operations": operations_pb2_grpc.OperationsStub}
 _INTERFACE_CLASSES = {"predictor": Predictor, "classifier": Classifier, "forecaster": Forecaster,
                       "segmenter": Segmenter, "analyzer": Analyzer}
+_EXECUTORS = {"auto": serving_pb2.EXECUTOR_KIND_UNSPECIFIED, "triton": serving_pb2.EXECUTOR_KIND_TRITON,
+              "in_process": serving_pb2.EXECUTOR_KIND_IN_PROCESS}
 _DONE = {operations_pb2.OPERATION_STATE_SUCCEEDED, operations_pb2.OPERATION_STATE_FAILED,
          operations_pb2.OPERATION_STATE_CANCELLED}
 Token = str | Mapping[str, str] | Callable[[str], str]
@@ -149,19 +151,24 @@ class Mesh:
 
     # -- serving --------------------------------------------------------------------------------------
     def session_for(self, model: str, interface: str, *, executor: str = "auto") -> serving_pb2.ServingSession:
-        """A READY session serving `model` as `interface`; deployed when there is none."""
+        """A READY session serving what `model` names now as `interface` (an alias is resolved on every call,
+        so a moved alias gets its new artifact); deployed, pinned by id, when there is none. A HALTED session
+        of that artifact refuses with Unavailable: a halt is the kill switch, never routed around."""
         kind = getattr(common_pb2, f"INTERFACE_KIND_{interface.upper()}")
+        if executor not in _EXECUTORS:
+            raise InvalidArgument(f"must be one of {sorted(_EXECUTORS)}", field="executor")
+        pinned = model if model.startswith(("sha256:", "compiled:")) else self.artifact(model).id
         listed = self._call("serving", "ListSessions", serving_pb2.ListSessionsRequest(), idempotent=True)
-        for session in listed.sessions:
-            if (session.model == model and session.interface == kind
-                    and session.state == serving_pb2.SESSION_STATE_READY):
-                return session
-        executors = {"auto": serving_pb2.EXECUTOR_KIND_UNSPECIFIED, "triton": serving_pb2.EXECUTOR_KIND_TRITON,
-                     "in_process": serving_pb2.EXECUTOR_KIND_IN_PROCESS}
-        if executor not in executors:
-            raise InvalidArgument(f"must be one of {sorted(executors)}", field="executor")
+        serving_it = [s for s in listed.sessions if pinned in (s.artifact_id, s.model)]
+        halted = [s for s in serving_it if s.state == serving_pb2.SESSION_STATE_HALTED]
+        if halted:
+            raise Unavailable(f"session {halted[0].id} of {model} is halted ({halted[0].halt_reason or 'no reason'});"
+                              " resume it to call the model again", field="model")
+        ready = [s for s in serving_it if s.interface == kind and s.state == serving_pb2.SESSION_STATE_READY]
+        if ready:
+            return min(ready, key=lambda s: (s.created_at.seconds, s.created_at.nanos, s.id))   # callers agree
         deployed = self._call("serving", "Deploy", serving_pb2.DeployRequest(
-            model=model, interface=kind, executor=executors[executor]), idempotent=False, timeout_s=180.0)
+            model=pinned, interface=kind, executor=_EXECUTORS[executor]), idempotent=False, timeout_s=180.0)
         if deployed.state != serving_pb2.SESSION_STATE_READY:
             raise FailedPrecondition(f"session {deployed.id} is {serving_pb2.SessionState.Name(deployed.state)}",
                                      field="model")

@@ -94,20 +94,37 @@ def test_errors_come_back_typed_with_their_field_and_are_not_retried(serving):
     assert servicer.calls["Predict"] == 1
 
 
+CHURN, OTHER = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
 def test_a_session_is_found_or_deployed_once_and_deploy_is_never_retried(serving):
     servicer, address = serving
     servicer.sessions.append(serving_pb2.ServingSession(
-        id="s-old", model="churn@prod", interface=common_pb2.INTERFACE_KIND_CLASSIFIER,
+        id="s-old", model="churn@prod", artifact_id=CHURN, interface=common_pb2.INTERFACE_KIND_CLASSIFIER,
         state=serving_pb2.SESSION_STATE_READY))
     with mlmesh.Mesh(address, "tok") as mesh:
-        assert mesh.classifier("churn@prod").session_id == "s-old"
-        assert mesh.predictor("churn@prod").session_id == "s-new"   # no predictor session: one is deployed
-        assert mesh.predictor("churn@prod").session_id == "s-new"   # and then found
+        assert mesh.classifier(CHURN).session_id == "s-old"     # found by the artifact it serves
+        assert mesh.predictor(CHURN).session_id == "s-new"      # no predictor session: one is deployed, pinned
+        assert servicer.sessions[-1].model == CHURN
+        assert mesh.predictor(CHURN).session_id == "s-new"      # and then found
         assert servicer.calls["Deploy"] == 1
         servicer.failures["Deploy"] = [UNAVAILABLE]
         with pytest.raises(mlmesh.Unavailable):
-            mesh.predictor("other@prod")
+            mesh.predictor(OTHER)
     assert servicer.calls["Deploy"] == 2
+
+
+def test_a_halted_session_is_never_routed_around(serving):
+    """The kill switch: a halted session of the model refuses the caller; no new session is deployed."""
+    servicer, address = serving
+    servicer.sessions.append(serving_pb2.ServingSession(
+        id="s-halted", model=CHURN, artifact_id=CHURN, interface=common_pb2.INTERFACE_KIND_PREDICTOR,
+        state=serving_pb2.SESSION_STATE_HALTED, halt_reason="drift"))
+    with mlmesh.Mesh(address, "tok") as mesh, pytest.raises(mlmesh.Unavailable) as refused:
+        mesh.classifier(CHURN)
+    assert "s-halted" in refused.value.message and "drift" in refused.value.message
+    assert refused.value.code == grpc.StatusCode.UNAVAILABLE and refused.value.field == "model"
+    assert servicer.calls.get("Deploy", 0) == 0
 
 
 def test_rows_by_name_and_arrays(serving):

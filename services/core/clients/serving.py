@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 
+# The reply types are the public client's (one definition for the mesh and the services that call it).
+from mlmesh.results import Analysis, Classification, Prediction, Segment, Segmentation
 from mlmesh.v1 import common_pb2, serving_pb2, serving_pb2_grpc
 from services.core.auth import policy
 from services.core.auth.tokens import TokenIssuer
@@ -43,43 +44,6 @@ READY, HALTED, DEPLOYING = (serving_pb2.SESSION_STATE_READY, serving_pb2.SESSION
                             serving_pb2.SESSION_STATE_DEPLOYING)
 T = TypeVar("T")
 Row = Sequence[float] | Mapping[str, float]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    values: tuple[float, ...]
-
-    @property
-    def value(self) -> float:
-        return self.values[0]
-
-
-@dataclass(frozen=True)
-class Classification:
-    label: str
-    probability: float
-    scores: dict[str, float]
-
-
-@dataclass(frozen=True)
-class Segment:
-    start: int
-    end: int
-    mean: float
-    stddev: float
-
-
-@dataclass(frozen=True)
-class Segmentation:
-    change_points: tuple[int, ...]
-    segments: tuple[Segment, ...]
-
-
-@dataclass(frozen=True)
-class Analysis:
-    label: str
-    score: float
-    scores: dict[str, float]
 
 
 def session_id_for(artifact_id: str, interface: str) -> str:
