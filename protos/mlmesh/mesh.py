@@ -5,8 +5,9 @@ for other services' code: push a model, then call it through a typed interface.
     artifact = mesh.push("churn.onnx", name="churn", aliases=["prod"], reference="sample.csv")
     mesh.predictor("churn@prod").predict([[0.1, 0.2, 0.3]])
 
-`predictor(ref)` (and the other four) uses a READY session that serves `ref` with that interface, and
-deploys one when none does (the token then needs `serving.deploy`); `session=` names one instead.
+`predictor(ref)` (and the other four) uses a READY session that serves the artifact `ref` names now with
+that interface, and deploys one when none does (the token then needs `serving.deploy`); a halted session of
+that artifact refuses instead (the kill switch holds). `session=` names a session instead.
 """
 
 from __future__ import annotations
