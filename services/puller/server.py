@@ -93,7 +93,7 @@ async def build_puller(
     operations = OperationStore(engine, SERVICE)
     await operations.recover_interrupted()
     runner = OperationRunner(operations, cancel_poll_s=cancel_poll_s, metrics=OperationMetrics(
-        metrics.registry, {"pull": lambda artifact: artifact.total_size}) if metrics else None)
+        metrics.registry, {kind: lambda artifact: artifact.total_size for kind in ("pull", "push")}) if metrics else None)
 
     address = registry_address or topology.get("registry").address
     registry = RegistryClient.connect(address, TokenIssuer.from_settings(mesh, auth), subject=SERVICE)

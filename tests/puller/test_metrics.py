@@ -37,3 +37,16 @@ async def test_pulls_record_their_duration_and_bytes(stubs, hub, puller):
     assert artifact.total_size > 0
     assert samples.value("mlmesh_operation_output_bytes_total", kind="pull") == artifact.total_size
     assert samples.value("mlmesh_rpc_requests_total", method="mlmesh.v1.Puller/Pull", code="OK") == 2
+
+
+async def test_pushes_record_their_duration_and_bytes(stubs, puller):
+    from tests.puller.test_push import SMALL, push_files
+
+    final, _ = await stubs.finished((await push_files(stubs, "metered", {"m.onnx": SMALL})).id)
+    assert final.state == operations_pb2.OPERATION_STATE_SUCCEEDED, final.error
+    artifact = common_pb2.Artifact()
+    final.result.Unpack(artifact)
+    samples = await asyncio.to_thread(scrape, puller.host.metrics.url)
+    assert samples.value(f"{DURATION}_count", kind="push", outcome="succeeded") == 1
+    assert samples.value("mlmesh_operation_output_bytes_total", kind="push") == artifact.total_size
+    assert samples.value("mlmesh_rpc_requests_total", method="mlmesh.v1.Puller/Push", code="OK") == 1
