@@ -114,19 +114,33 @@ async def test_backends_see_the_gateway_and_every_call_is_audited(http_app, agen
     assert refused["tool"] == "data.ml.lineage" and refused["outcome"] == "INVALID_ARGUMENT"
 
 
-async def test_run_skill_resolves_the_version_then_runs_it(http_app, agent_token, seeded, access_log):
-    """The skill runtime is another room's: until RunSkill lands the registry answers UNIMPLEMENTED, which the
-    tool passes on as such; once it lands, the run comes back with its version and steps."""
+async def test_run_skill_resolves_the_version_then_runs_it(http_app, agent_token, seeded, access_log, registry,
+                                                           serving, issuer):
+    """data.ml.run_skill asks the registry for the skill's current version, then runs exactly that version: its
+    steps run on the serving service the registry is given (the test's double, never the committed topology's
+    port) and the tool returns the run, its version and every step's outputs."""
+    registry.runtime.serving.address = serving.address
     async with mcp_http(http_app, agent_token()) as client:
         result = await client.call_tool("data.ml.run_skill", {
-            "skill": "multi_horizon_forecast", "inputs": {"prices": [1.0] * 40, "headlines": ["good news"]}})
+            "skill": "multi_horizon_forecast", "inputs": {"prices": [1.0] * 39 + [2.5], "headlines": ["good news"]}})
     calls = [line.split()[0] for line in access_log.calls("/mlmesh.v1.Registry/")]
     assert calls[:2] == ["/mlmesh.v1.Registry/GetSkill", "/mlmesh.v1.Registry/RunSkill"]
-    if result.is_error:
-        assert result.meta["mlmesh/error"]["code"] in ("UNIMPLEMENTED", "SKILL_FAILED", "FAILED_PRECONDITION",
-                                                        "UNAVAILABLE", "NOT_FOUND"), result.content
-        assert "Traceback" not in result.content[0].text
-    else:
-        out = result.structured_content
-        assert out["skill"] == "multi_horizon_forecast" and len(out["skill_version"]) == 64
-        assert out["run"]["status"] == "succeeded" and out["run"]["steps"]
+    assert not result.is_error, result.content
+    out = result.structured_content
+    metadata = (("authorization", f"Bearer {issuer.mint('test-operator', 'registry', ALL_SCOPES)}"),)
+    async with grpc.aio.insecure_channel(registry.address) as channel:
+        current = await registry_pb2_grpc.RegistryStub(channel).GetSkill(
+            registry_pb2.GetSkillRequest(ref="multi_horizon_forecast"), metadata=metadata)
+    assert (out["skill"], out["skill_version"]) == ("multi_horizon_forecast", current.version)
+    run = out["run"]
+    assert run["status"] == "succeeded"
+    assert {s["step_id"]: (s["resolved_model"], s["error"]) for s in run["steps"]} == {
+        "next_day": (seeded["price_forecaster"], ""), "next_week": (seeded["price_forecaster"], ""),
+        "next_month": (seeded["price_forecaster"], ""), "sentiment": (seeded["news_sentiment"], "")}
+    # the double forecasts the last price at every step and calls "good news" positive
+    assert (run["outputs"]["forecast_1"], run["outputs"]["forecast_5"], run["outputs"]["forecast_20"]) == (
+        [2.5], [2.5] * 5, [2.5] * 20)
+    assert (run["outputs"]["sentiment"], run["outputs"]["sentiment_score"]) == ("positive", 0.5)
+    inferred = [c for c in serving.calls if c.method in ("Forecast", "Analyze")]
+    assert sorted(c.method for c in inferred) == ["Analyze", "Forecast", "Forecast", "Forecast"]
+    assert {c.principal.subject for c in inferred} == {"registry"}   # the registry's identity, not the agent's

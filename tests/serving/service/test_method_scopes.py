@@ -27,7 +27,8 @@ CALLS = {
 }
 NEEDS = {"Deploy": SERVING_DEPLOY, "ResumeSession": SERVING_DEPLOY, "HaltSession": SERVING_HALT,
          "HaltAll": SERVING_HALT}
-TOO_NARROW = {"read-only": [SERVING_READ], "infer-only": [SERVING_INFER], "read and infer": [SERVING_READ, SERVING_INFER]}
+TOO_NARROW = {"read-only": [SERVING_READ], "infer-only": [SERVING_INFER],
+              "read and infer": [SERVING_READ, SERVING_INFER]}
 # each method with every too-narrow token, and with the other privileged scope (halt cannot deploy or resume,
 # deploy cannot halt)
 DENIED = [(method, name, scopes) for method in CALLS for name, scopes in TOO_NARROW.items()] + [

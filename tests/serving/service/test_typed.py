@@ -1,12 +1,10 @@
 """Every typed interface end to end over gRPC (registry + serving, in-process executor), against the same
-weights run locally; lineage of the deploy; concurrency; and a quick latency figure."""
+weights run locally; lineage of the deploy; concurrency (latency and throughput: bench/serving.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -112,29 +110,3 @@ async def test_100_concurrent_predicts_each_get_their_own_answer(stub, models):
     # A model this small runs inline, each call at once when the engine is idle (tests/serving/test_engine.py
     # covers batch formation): every answer still names its session and the batch it ran in.
     assert all(a.meta.session_id == "many-alpha" and a.meta.batch_size >= 1 for a in answers)
-
-
-async def test_predict_latency_and_throughput_over_grpc(stub, models, capsys):
-    """A figure for the report, not an assertion: closed-loop callers at concurrency 1 and 64."""
-    await stub.deploy("alpha_bull", session_id="timing-alpha")
-    request = serving_pb2.PredictRequest(session_id="timing-alpha", rows=rows_msg(market_rows(1, seed=3, regime=0)))
-    for _ in range(50):
-        await stub.Predict(request)
-    lines = []
-    for concurrency, total in ((1, 400), (64, 3200)):
-        latencies: list[float] = []
-
-        async def caller(n: int) -> None:
-            for _ in range(n):
-                start = time.perf_counter()
-                await stub.Predict(request)
-                latencies.append(time.perf_counter() - start)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(caller(total // concurrency) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-        p50, p99 = np.percentile(latencies, [50, 99]) * 1e3
-        lines.append(f"Predict over gRPC, concurrency {concurrency}: {len(latencies) / elapsed:.0f} req/s, "
-                     f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
