@@ -17,6 +17,7 @@ from services.mesh.agent.cli import agent_app
 from services.mesh.client import CALL_TIMEOUT_S, MeshClient
 from services.mesh.health import SERVING, check_health
 from services.mesh.registry_cmds import JsonOpt, all_pages
+from services.mesh.supervision_state import read_state, service_summary
 from services.mesh.up import run_up
 
 app = typer.Typer(
@@ -70,25 +71,42 @@ def up(
 
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
-    """Each service of the topology: address and health; for the registry, how many artifacts and skills."""
+    """Each service of the topology: address and health; for the registry, how many artifacts and skills;
+    under a running `mlmesh up`, how often each was restarted and how it last exited."""
     client = _client()
     services = list(client.topology.services.values())
+    supervised = read_state(client.mesh.home)   # None: no `mlmesh up` runs on this MLMESH_HOME
     rows: list[dict[str, Any]] = []
     for endpoint in services:
         row: dict[str, Any] = {"service": endpoint.name, "address": endpoint.address,
                                "protocol": endpoint.protocol, "health": check_health(endpoint, timeout_s=2.0)}
         if endpoint.name == "registry" and row["health"] == SERVING:
             row.update(out.run(_registry_counts(client)))
+        if supervised is not None and (summary := service_summary(supervised, endpoint.name)):
+            row.update(summary)
         rows.append(row)
+    envoy = service_summary(supervised or [], "envoy")
     if as_json:
-        return out.print_json({"services": rows})
+        return out.print_json({"services": rows, **({"envoy": envoy} if envoy else {})})
     colour = {"SERVING": "green", "NOT_SERVING": "yellow", "DOWN": "red"}
-    table = out.table("mlmesh", ["service", "address", "health", "artifacts", "skills"], [])
-    for row in rows:
+    table = out.table("mlmesh", ["service", "address", "health", "artifacts", "skills", "restarts", "last exit",
+                                 "up for"], [])
+    for row in rows + ([{"service": "envoy", "address": envoy["processes"][0]["address"],
+                         "health": envoy["processes"][0]["state"], **envoy}] if envoy else []):
         health = f"[{colour.get(row['health'], 'white')}]{row['health']}[/]"
         table.add_row(row["service"], row["address"], health, str(row.get("artifacts", "-")),
-                      str(row.get("skills", "-")))
+                      str(row.get("skills", "-")), str(row.get("restarts", "-")), row.get("last_exit") or "-",
+                      _up_for(row))
     out.console().print(table)
+
+
+def _up_for(row: dict[str, Any]) -> str:
+    if "restarts" not in row:
+        return "-"   # not under a supervisor
+    if row.get("up_since") is None:
+        return "down"
+    seconds = int(time.time() - row["up_since"])
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 async def _registry_counts(client: MeshClient) -> dict[str, int]:

@@ -4,7 +4,8 @@ graceful stop.
 A service with `replicas: N` runs N processes on the consecutive ports `port`..`port+N-1` (the ports Envoy
 balances: `ServiceEndpoint.replica_ports`), each started with `--port`, logging to
 `<name>-<i>.log` and reported as `<name>-<i>`. The replicas of one service start together (they do not
-depend on one another) and each is waited for; any that exits stops the mesh like any other service.
+depend on one another) and each is waited for. A child that exits during start fails `mlmesh up`; once the
+mesh is up, `services.mesh.watch` restarts it through `restart` (one child each, so one replica at a time).
 
 Independent of the command line on purpose: tests and other front ends drive it directly.
 """
@@ -134,6 +135,27 @@ class Supervisor:
 
     def start(self, endpoint: ServiceEndpoint, *, replica: int | None = None) -> ServiceProcess:
         """One process of `endpoint`; a replica (index given) is told its port and logs on its own."""
+        child = self._spawn(endpoint, replica)
+        self.children.append(child)
+        return child
+
+    def restart(self, name: str) -> ServiceProcess:
+        """A new process in place of the exited child `name` (same place in the stop order), once healthy.
+
+        On failure the new process is stopped and left in `children` as the exited one, so a later try (and
+        `stop_all`) finds it; the ServiceFailed says why, with its log tail."""
+        index = next(i for i, c in enumerate(self.children) if c.name == name)
+        old = self.children[index]
+        child = self._spawn(old.endpoint, old.replica)
+        self.children[index] = child
+        try:
+            self.wait_healthy(child)
+        except ServiceFailed:   # (a Ctrl-C here leaves it to stop_all, in order)
+            _terminate(child.process, self.stop_timeout_s)
+            raise
+        return child
+
+    def _spawn(self, endpoint: ServiceEndpoint, replica: int | None) -> ServiceProcess:
         name = endpoint.name if replica is None else f"{endpoint.name}-{replica}"
         log_path = self.log_dir / f"{name}.log"
         if port_in_use(endpoint.host, endpoint.port):
@@ -154,9 +176,7 @@ class Supervisor:
                 # Own session: a terminal's Ctrl-C reaches only `mlmesh up`, which then stops children in order.
                 start_new_session=True,
             )
-        child = ServiceProcess(endpoint, process, log_path, offset, replica=replica)
-        self.children.append(child)
-        return child
+        return ServiceProcess(endpoint, process, log_path, offset, replica=replica)
 
     def wait_healthy(self, child: ServiceProcess) -> None:
         deadline = time.monotonic() + self.health_timeout_s
@@ -190,6 +210,15 @@ class Supervisor:
                 _signal(child.process, signal.SIGKILL)
                 child.process.wait()
         return {c.name: c.process.returncode for c in self.children}
+
+
+def _terminate(process: subprocess.Popen, timeout_s: float) -> None:
+    _signal(process, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _signal(process, signal.SIGKILL)
+        process.wait()
 
 
 def _signal(process: subprocess.Popen, sig: int) -> None:

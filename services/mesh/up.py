@@ -1,11 +1,11 @@
-"""`mlmesh up`: start the services, show where they are, optionally seed the demo, run until a signal."""
+"""`mlmesh up`: start the services, show where they are, optionally seed the demo, then restart what dies
+(`services.mesh.watch`) until a signal."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,9 @@ from services.mesh.client import MeshClient
 from services.mesh.envoy.config import load_envoy_options, topology_wants_envoy
 from services.mesh.envoy.process import EnvoyProcess, start_envoy
 from services.mesh.metrics_targets import print_targets, scrape_targets
+from services.mesh.supervision_state import clear_state
 from services.mesh.supervisor import ServiceFailed, ServiceProcess, Supervisor, startable
+from services.mesh.watch import Slot, Watcher, service_slots
 
 if TYPE_CHECKING:   # the demo pulls in torch; commands other than `up --demo` should not pay for it
     from services.mesh.demo.seed import DemoResult
@@ -46,7 +48,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: float, metrics: bool = False) -> int:
-    """Returns the exit code: 0 after a signal-driven stop, 1 when a service failed."""
+    """Returns the exit code: 0 after a signal-driven stop, 1 when a service failed to start."""
     home = client.mesh.ensure_home()
     # The registry first: it is the system of record the other services call as they start.
     endpoints = sorted(startable(client.topology), key=lambda e: e.name != REGISTRY)
@@ -69,7 +71,7 @@ def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: f
     # A shell's background job inherits SIGINT ignored; `up` must still stop on it.
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    code, envoy = 0, None
+    code, envoy, watcher = 0, None, None
     try:
         supervisor.start_all(endpoints, on_ready=None if as_json else
                              lambda c: con.print(f"[green]✓[/] {c.name} healthy on {c.endpoint.address}"))
@@ -95,13 +97,12 @@ def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: f
             typer.echo(json.dumps(report, separators=(",", ":")))   # one line: scripts readline() it
         else:
             con.print("[bold]mesh is up[/]; Ctrl-C stops it")
-        while (dead := supervisor.exited()) is None and (envoy is None or envoy.process.poll() is None):
-            time.sleep(0.5)
-        if dead is None:
-            dead = envoy
-        _print_failure(ServiceFailed(dead.name, f"exited with code {dead.process.returncode}",
-                                     dead.log_path, dead.log_tail()))
-        code = 1
+        slots = service_slots(supervisor)
+        if envoy is not None:
+            slots.append(Slot("envoy", envoy.address, envoy,
+                              lambda: _start_envoy(client, home, health_timeout_s)))
+        watcher = Watcher(home, slots, _print_restart)
+        watcher.run()   # restarts what dies; returns only through Ctrl-C / SIGTERM
     except ServiceFailed as exc:
         _print_failure(exc)
         code = 1
@@ -113,8 +114,11 @@ def run_up(client: MeshClient, *, demo: bool, as_json: bool, health_timeout_s: f
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if not as_json and supervisor.children:
             con.print("stopping…")
+        if watcher is not None:   # Envoy may have been restarted: stop the one running now
+            envoy = watcher.slot("envoy").current if envoy is not None else None
         stopped = {"envoy": envoy.stop(grace)} if envoy is not None else {}
         stopped |= supervisor.stop_all()
+        clear_state(home)
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous)
         if as_json:
@@ -196,6 +200,14 @@ def _print_demo(result: DemoResult) -> None:
     con.print(out.table("seed skills", ["name", "version", "#", "state"],
                         [(r.version.name, r.version.version, r.version.number,
                           "created" if r.created else "already published") for r in result.skills]))
+
+
+def _print_restart(message: str, log_tail: str) -> None:
+    # stderr in both modes: with --json, stdout carries only the ready and stopped lines.
+    err = out.err_console()
+    err.print(f"[bold yellow]supervisor:[/] {out.escape(message)}", soft_wrap=True)
+    if log_tail:
+        err.print(log_tail, markup=False, highlight=False, soft_wrap=True, style="dim")
 
 
 def _print_failure(exc: ServiceFailed) -> None:
