@@ -1,4 +1,5 @@
-"""A contract double of `mlmesh.v1.Serving`, for the gateway's serving tools until services/serving lands.
+"""A contract double of `mlmesh.v1.Serving`, for the gateway tests that need to see each call's principal and
+metadata (tests/mcp_gateway/test_real_serving.py runs the tools against the real service).
 
 It runs behind the mesh's real ServiceHost (the real interceptor, token verifier for audience
 "serving" and the scopes the serving service declares), so tokens, scopes, field errors and status
@@ -13,19 +14,16 @@ import uuid
 from dataclasses import dataclass, field
 
 from mlmesh.v1 import common_pb2, serving_pb2, serving_pb2_grpc
-from services.core.auth import policy
 from services.core.auth.principal import Principal, current_principal
 from services.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.core.grpc.server import ServiceHost
 from services.core.settings import ServerSettings
+from services.serving.server import METHOD_SCOPES as SERVING_METHOD_SCOPES
 
 _S = "/mlmesh.v1.Serving/"
-METHOD_SCOPES = {
-    **{_S + m: policy.SERVING_READ for m in ("GetSession", "ListSessions", "WatchSessions")},
-    **{_S + m: policy.SERVING_DEPLOY for m in ("Deploy", "UndeploySession")},
-    **{_S + m: policy.SERVING_HALT for m in ("HaltSession", "ResumeSession", "HaltAll")},
-    **{_S + m: policy.SERVING_INFER for m in ("Predict", "Forecast", "Classify", "Segment", "Analyze")},
-}
+# The real service's own table (ResumeSession needs serving.deploy, the kill switch serving.halt): never a copy
+# that can drift from it.
+METHOD_SCOPES = {method: scope for method, scope in SERVING_METHOD_SCOPES.items() if method.startswith(_S)}
 FEATURES = 3
 
 
@@ -62,8 +60,6 @@ class ServingDouble(serving_pb2_grpc.ServingServicer):
         self._seen("Deploy", context)
         if not request.model:
             raise InvalidArgument("is required", field="model")
-        if request.batching.max_batch_size > 1024:
-            raise InvalidArgument("at most 1024", field="batching.max_batch_size")
         session = serving_pb2.ServingSession(
             id=request.session_id or uuid.uuid4().hex[:12], model=request.model,
             artifact_id="sha256:" + "ab" * 32, interface=request.interface, state=serving_pb2.SESSION_STATE_READY,
@@ -97,12 +93,16 @@ class ServingDouble(serving_pb2_grpc.ServingServicer):
     async def Predict(self, request, context):
         self._seen("Predict", context)
         session = self._ready(request.session_id, common_pb2.INTERFACE_KIND_PREDICTOR)
-        out = []
-        for index, row in enumerate(request.rows):
-            values = list(row.values) or [row.named[k] for k in sorted(row.named)]
-            if len(values) != FEATURES:
-                raise InvalidArgument(f"expected {FEATURES} features, got {len(values)}", field=f"rows[{index}]")
-            out.append(serving_pb2.Prediction(values=[sum(values)]))
+        rows = [list(row.values) or [row.named[k] for k in sorted(row.named)] for row in request.rows]
+        if not rows:
+            raise InvalidArgument("no rows", field="rows")
+        # as the real service refuses them: the whole `rows`, never one row by index
+        if len({len(values) for values in rows}) > 1:
+            raise InvalidArgument("rows must all have the same number of values", field="rows")
+        if len(rows[0]) != FEATURES:
+            raise InvalidArgument(f"TensorShapeGuard: expected {FEATURES} features per row, got {len(rows[0])}",
+                                  field="rows")
+        out = [serving_pb2.Prediction(values=[sum(values)]) for values in rows]
         return serving_pb2.PredictResponse(predictions=out, meta=self._meta(session, len(out)))
 
     async def Forecast(self, request, context):
