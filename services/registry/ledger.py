@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import pagination
 from services.core.canonical import find_non_finite
+from services.core.db.outage import retried
 from services.core.db.schema import as_utc, ml_experiments, ml_skill_runs, ml_skill_versions, ml_tests
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.registry.records import ExperimentRecord, MLTestRecord, Page, SkillRunRecord
@@ -140,18 +141,28 @@ class RunLedger:
     ) -> SkillRunRecord:
         if status not in TERMINAL:
             raise InvalidArgument(f"must be one of {sorted(TERMINAL)}", field="status")
-        run = await self.get_run(run_id)
+        run = await retried(lambda: self.get_run(run_id))
         if run.status != "RUNNING":
             raise FailedPrecondition(f"run {run_id} already finished ({run.status})", field="id")
         finished = datetime.now(UTC)
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                ml_skill_runs.update().where(ml_skill_runs.c.id == run.id).values(
-                    status=status, outputs=outputs, steps=steps, error=error, failed_step=failed_step,
-                    finished_at=finished, duration_ms=(finished - run.started_at).total_seconds() * 1000,
-                )
-            )
-        return await self.get_run(run.id)
+        # A run ends once: the update only touches a RUNNING row, so it is safe to repeat while the database
+        # is unreachable (a try whose commit landed unanswered makes the next one a no-op) and a run's end is
+        # not lost to a dropped connection; two finishers racing cannot both write either.
+        update = ml_skill_runs.update().where(ml_skill_runs.c.id == run.id, ml_skill_runs.c.status == "RUNNING")
+        update = update.values(
+            status=status, outputs=outputs, steps=steps, error=error, failed_step=failed_step,
+            finished_at=finished, duration_ms=(finished - run.started_at).total_seconds() * 1000,
+        )
+
+        async def write() -> int:
+            async with self._engine.begin() as conn:
+                return (await conn.execute(update)).rowcount
+
+        updated = await retried(write)
+        record = await retried(lambda: self.get_run(run.id))
+        if not updated and record.finished_at != finished:  # not our write that landed: another finisher's
+            raise FailedPrecondition(f"run {run_id} already finished ({record.status})", field="id")
+        return record
 
     async def get_run(self, run_id: str) -> SkillRunRecord:
         run_id = _uuid(run_id, "id")

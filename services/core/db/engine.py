@@ -10,6 +10,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from services.core.db import outage
 from services.core.errors import InvalidArgument
 
 SQLITE = "sqlite+aiosqlite"
@@ -56,7 +57,7 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
         return engine
     if parsed.drivername == POSTGRES:
-        return create_async_engine(
+        engine = create_async_engine(
             parsed,
             echo=echo,
             pool_size=10,
@@ -65,6 +66,8 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             pool_pre_ping=True,  # survive a PostgreSQL restart without failing the first call after it
             pool_recycle=1800,
         )
+        # Calls caught by a restart or a killed backend answer UNAVAILABLE, not INTERNAL (see outage.py).
+        return outage.install(engine)
     raise InvalidArgument(
         f"unsupported database driver {parsed.drivername!r}; use {SQLITE}:// or {POSTGRES}://",
         field="database_url",
