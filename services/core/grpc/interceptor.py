@@ -135,6 +135,7 @@ class _Gate:
         async def handle(request, context):
             start, rid, principal, code = time.perf_counter(), "-", None, grpc.StatusCode.OK
             tokens = traced = None
+            peer = context.peer()  # now, while the call is alive: see _log
             try:
                 rid, auth, carrier = _scan(context)
                 traced = self.tracing.begin(self.method, carrier)
@@ -150,7 +151,7 @@ class _Gate:
                 code = None  # the log reads the status that was sent
                 await self._fail(exc, context, rid)
             finally:
-                self._finish(start, code, principal, rid, context, tokens, traced)
+                self._finish(start, code, principal, rid, context, tokens, traced, peer)
 
         return handle
 
@@ -158,6 +159,7 @@ class _Gate:
         async def handle(request, context):
             start, rid, principal, code = time.perf_counter(), "-", None, grpc.StatusCode.OK
             tokens = traced = None
+            peer = context.peer()  # now, while the call is alive: see _log
             try:
                 rid, auth, carrier = _scan(context)
                 traced = self.tracing.begin(self.method, carrier)
@@ -173,17 +175,22 @@ class _Gate:
                     for item in responses:
                         yield item
                 code = _keep_request_id(context, rid)
+            except GeneratorExit:
+                # Closed after its call ended (the caller went away): the context is not to be read again.
+                code = grpc.StatusCode.CANCELLED
+                raise
             except BaseException as exc:
                 code = None  # the log reads the status that was sent
                 await self._fail(exc, context, rid)
             finally:
-                self._finish(start, code, principal, rid, context, tokens, traced)
+                self._finish(start, code, principal, rid, context, tokens, traced, peer)
 
         return handle
 
-    def _finish(self, start: float, code, principal: Principal | None, rid: str, context, tokens, traced) -> None:
+    def _finish(self, start: float, code, principal: Principal | None, rid: str, context, tokens, traced,
+                peer: str) -> None:
         _reset(tokens)
-        self._log(start, code, principal, rid, context)
+        self._log(start, code, principal, rid, context, peer)
         if traced is not None:  # after the access log, so its line carries the trace id
             self.tracing.end(traced, code or _sent_code(context))
 
@@ -224,7 +231,10 @@ class _Gate:
         await context.abort(code, details, trailing_metadata=tuple(trailing))
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
-    def _log(self, start: float, code, principal: Principal | None, rid: str, context) -> None:
+    def _log(self, start: float, code, principal: Principal | None, rid: str, context, peer: str) -> None:
+        # `peer` was read when the call began: a streaming handler's `finally` can run after its call is gone
+        # (a watcher that went away), and context.peer() on a finished call crashed the registry (SIGSEGV in
+        # cygrpc, faulthandler's stack ending here).
         if self.metrics is not None:
             if code is None:  # _fail re-raised: read what was sent
                 code = _sent_code(context)
@@ -238,7 +248,7 @@ class _Gate:
         access_log.info(
             "%s %s %.1fms sub=%s rid=%s peer=%s",
             self.method, code.name, (time.perf_counter() - start) * 1000.0,
-            principal.subject if principal else "-", rid, context.peer(),
+            principal.subject if principal else "-", rid, peer,
             # the call's contextvars are reset by now: the JSON log fields come from here
             extra={"request_id": rid, "subject": principal.subject if principal else None},
         )
