@@ -17,6 +17,7 @@ Row = Sequence[float] | Mapping[str, float]
 class PredictCall:
     interface: ClassVar[str] = "predictor"
     features: Row | Sequence[Row]
+    field: str = "rows"               # what the caller calls the rows: errors name it (KServe: the tensor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class ForecastCall:
 class ClassifyCall:
     interface: ClassVar[str] = "classifier"
     data: Row | Sequence[Row] | Sequence[str]   # feature rows, or texts for a text classifier
+    field: str = "rows"               # what the caller calls the rows: errors name it (KServe: the tensor)
 
 
 @dataclass(frozen=True, slots=True)

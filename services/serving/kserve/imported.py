@@ -60,11 +60,11 @@ class ModelTensorSignature(Signature):
         if self.interface == "analyzer":
             return [AnalyzeCall(_texts(tensors, name))]
         if self.interface == "classifier":
-            return [ClassifyCall(_texts(tensors, name) if self.input.is_string else self._rows(tensors))]
+            return [ClassifyCall(_texts(tensors, name) if self.input.is_string else self._rows(tensors), field=name)]
         if self.interface == "forecaster":
             return [ForecastCall(row, 1) for row in self._rows(tensors)]
         if self.interface == "predictor":
-            return [PredictCall(self._rows(tensors))]
+            return [PredictCall(self._rows(tensors), field=name)]
         raise InvalidArgument(f"no tensor signature for {self.interface}", field=name)
 
     def encode(self, results: list) -> dict[str, np.ndarray]:

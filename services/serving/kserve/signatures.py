@@ -107,7 +107,7 @@ class PredictorSignature(Signature):
         self.outputs = (TensorDef("output", "FP32", (-1, outputs)),)
 
     def _calls(self, tensors):
-        return [PredictCall(_matrix(tensors, "input"))]
+        return [PredictCall(_matrix(tensors, "input"), field="input")]
 
     def encode(self, results):
         return {"output": np.asarray([p.values for p in results[0]], dtype=np.float32)}
@@ -140,7 +140,8 @@ class ClassifierSignature(_Scored):
                        else (TensorDef("input", "FP32", (-1, _width(backend))),))
 
     def _calls(self, tensors):
-        return [ClassifyCall(_texts(tensors, "texts") if self.text else _matrix(tensors, "input"))]
+        return [ClassifyCall(_texts(tensors, "texts"), field="texts") if self.text
+                else ClassifyCall(_matrix(tensors, "input"), field="input")]
 
     def encode(self, results):
         return self._scored(results, "probability")

@@ -50,7 +50,7 @@ CASES = {
     "FP32 horizon": (lambda: forecast(np.float32([[4]]), "FP32"), INVALID, "horizon", ("expected one integer",)),
     "NaN through the numeric tensor path": (
         lambda: infer_request(ALPHA, ("input", "FP32", [2, 6], WITH_NAN.tobytes())),
-        INVALID, None, ("FiniteGuard", "'return_20d'", "value=nan", "not finite")),
+        INVALID, "input[1]", ("FiniteGuard", "'return_20d'", "value=nan", "not finite")),
     "Inf in a history": (lambda: infer_request(FORECAST, ("history", "FP32", list(HISTORY.shape),
                                                           (HISTORY * np.inf).tobytes()),
                                                ("horizon", "INT32", [1, 1], np.int32([[4]]).tobytes())),
@@ -66,7 +66,7 @@ CASES = {
                          INVALID, "input", ("[batch, n]",)),
     "4 features for a 6-feature model": (
         lambda: infer_request(ALPHA, ("input", "FP32", [3, 4], ROWS.tobytes())),
-        INVALID, None, ("TensorShapeGuard", "expected 6 features per row, got 4")),
+        INVALID, "input", ("TensorShapeGuard", "expected 6 features per row, got 4")),
     "more raw contents than inputs": (
         lambda: service_pb2.ModelInferRequest(
             model_name=ALPHA, inputs=[service_pb2.ModelInferRequest.InferInputTensor(name="input", datatype="FP32",

@@ -52,7 +52,7 @@ class TabularPredictor(TabularBackend, Predictor):
     interface = "predictor"
 
     def preprocess(self, call: PredictCall) -> Prepared:
-        return self._prepare_rows(call.features, "rows")
+        return self._prepare_rows(call.features, call.field)
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray]) -> list[Prediction]:
         return [Prediction(tuple(row)) for row in outputs["output"].reshape(prepared.rows, -1).tolist()]
@@ -87,7 +87,7 @@ class TabularClassifier(TabularBackend, Classifier):
         data = call.data
         if isinstance(data, str) or (isinstance(data, list) and data and isinstance(data[0], str)):
             raise InvalidArgument("this classifier takes feature rows, not texts", field="texts")
-        return self._prepare_rows(data, "rows")
+        return self._prepare_rows(data, call.field)
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray]) -> list[Classification]:
         return classifications(outputs["output"], self.labels)

@@ -62,7 +62,7 @@ class ImportedPredictor(ImportedTabular, Predictor):
         return (self.signature.output(self.signature.value_output),)
 
     def preprocess(self, call: PredictCall) -> Prepared:
-        return self._prepare_rows(call.features, "rows")
+        return self._prepare_rows(call.features, call.field)
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray]) -> list[Prediction]:
         values = np.asarray(outputs[self.signature.value_output], dtype=np.float64).reshape(prepared.rows, -1)
@@ -133,7 +133,7 @@ class ImportedClassifier(ImportedTabular, Classifier):
         data = call.data
         if isinstance(data, str) or (isinstance(data, list) and data and isinstance(data[0], str)):
             raise InvalidArgument("this classifier takes feature rows, not texts", field="texts")
-        return self._prepare_rows(data, "rows")
+        return self._prepare_rows(data, call.field)
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray]) -> list[Classification]:
         return self.classes.ranked(outputs, prepared.rows)
