@@ -8,6 +8,10 @@ from services.core.errors import InvalidArgument
 from services.core.settings import MLSettings
 
 DEFAULT_MAX_QUEUE_SIZE = 1024
+# Upper bounds a Deploy may ask for (the MCP gateway's too): a batch and a queue are memory held per session.
+MAX_BATCH_SIZE = 65_536
+MAX_QUEUE_SIZE = 1_000_000
+MAX_QUEUE_DELAY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -18,12 +22,13 @@ class BatchingConfig:
     iteration_level: bool = True      # forecasters: join and leave the running batch at step boundaries
 
     def __post_init__(self) -> None:
-        if self.max_batch_size < 1:
-            raise InvalidArgument("must be at least 1", field="batching.max_batch_size")
-        if self.max_queue_delay_s < 0:
-            raise InvalidArgument("must not be negative", field="batching.max_queue_delay_us")
-        if self.max_queue_size < 1:
-            raise InvalidArgument("must be at least 1", field="batching.max_queue_size")
+        if not 1 <= self.max_batch_size <= MAX_BATCH_SIZE:
+            raise InvalidArgument(f"must be from 1 to {MAX_BATCH_SIZE}", field="batching.max_batch_size")
+        if not 0 <= self.max_queue_delay_s <= MAX_QUEUE_DELAY_S:
+            raise InvalidArgument(f"must be from 0 to {int(MAX_QUEUE_DELAY_S * 1e6)} µs",
+                                  field="batching.max_queue_delay_us")
+        if not 1 <= self.max_queue_size <= MAX_QUEUE_SIZE:
+            raise InvalidArgument(f"must be from 1 to {MAX_QUEUE_SIZE}", field="batching.max_queue_size")
 
     @classmethod
     def resolve(

@@ -96,6 +96,13 @@ async def test_deploy_refusals_name_what_is_wrong(stub, models, serving):
     await fails(stub.deploy("builtin:changepoint", interface=KINDS["predictor"]), INVALID, "interface")
     await fails(stub.deploy("alpha_bull", batching=serving_pb2.BatchingConfig(max_batch_size=-1)), INVALID,
                 "batching.max_batch_size")
+    # bounded: a session's batch and queue are memory it holds (overload must not grow them without limit)
+    await fails(stub.deploy("alpha_bull", batching=serving_pb2.BatchingConfig(max_batch_size=65_537)), INVALID,
+                "batching.max_batch_size", "65536")
+    await fails(stub.deploy("alpha_bull", batching=serving_pb2.BatchingConfig(max_queue_size=1_000_001)), INVALID,
+                "batching.max_queue_size", "1000000")
+    await fails(stub.deploy("alpha_bull", batching=serving_pb2.BatchingConfig(max_queue_delay_us=10_000_001)),
+                INVALID, "batching.max_queue_delay_us")
     await fails(stub.deploy("alpha_bull", executor=serving_pb2.EXECUTOR_KIND_TRITON), PRECONDITION, "executor",
                 "Triton is not available")
     await stub.deploy("alpha_bull", session_id="dup-alpha")
