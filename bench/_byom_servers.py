@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc.aio import InferenceServerClient
 
 from _byom_models import BenchModel
 from mlmesh.v1 import serving_pb2, serving_pb2_grpc
 from _load import ROOT, free_port, python, spawn, stop, wait_until
+from _servers import mesh_env
 from services.core.auth.policy import ALL_SCOPES
 from services.core.auth.tokens import TokenIssuer
 from services.core.settings import AuthSettings, MeshSettings
@@ -58,16 +58,9 @@ class MeshServices:
 
     def __init__(self, root: Path, log_level: str) -> None:
         self.home = root / "mesh-home"
-        self.home.mkdir(parents=True)
         self.ports = {name: free_port() for name in SERVICES}
         self.addresses = {name: f"127.0.0.1:{port}" for name, port in self.ports.items()}
-        topology = root / "topology.yaml"
-        topology.write_text(yaml.safe_dump({"services": {
-            name: {"module": f"services.{name}", "host": "127.0.0.1", "port": port} for name, port in self.ports.items()
-        }}))
-        self.env = {"MLMESH_HOME": str(self.home), "MLMESH_TOPOLOGY_FILE": str(topology),
-                    "MLMESH_SERVING_START_TRITON": "false", "MLMESH_SERVING_EXECUTOR": "in_process",
-                    "MLMESH_LOG_LEVEL": log_level}
+        self.env = mesh_env(root, self.home, self.ports, log_level)
         self.processes: dict[str, subprocess.Popen] = {}
 
     async def __aenter__(self) -> MeshServices:

@@ -176,3 +176,12 @@ def verdict(label: str, met: bool | None, detail: str) -> bool | None:
 def machine_load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min) / {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+def summary(targets: dict, began: float) -> None:
+    """The closing lines of a bench: how many targets were met, each one's verdict, the machine's load."""
+    met = sum(1 for v in targets.values() if v)
+    console.print(f"\n[bold]{met} of {len(targets)} targets met[/] in {time.monotonic() - began:.0f} s; "
+                  f"{machine_load()} at the end")
+    for name, value in targets.items():
+        console.print(f"  {'met' if value else 'not measured' if value is None else 'NOT met'}: {name}")

@@ -42,20 +42,26 @@ async def _healthy(address: str) -> bool:
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def mesh_env(root: Path, home: Path, ports: dict[str, int], log_level: str) -> dict[str, str]:
+    """The environment of bench service processes: a topology of `ports` on loopback under `root`, a home
+    of their own, serving in-process (the benches compare request paths, not Triton)."""
+    home.mkdir(parents=True)
+    topology = root / "topology.yaml"
+    topology.write_text(yaml.safe_dump({"services": {
+        name: {"module": f"services.{name}", "host": "127.0.0.1", "port": port} for name, port in ports.items()
+    }}))
+    return {"MLMESH_HOME": str(home), "MLMESH_TOPOLOGY_FILE": str(topology),
+            "MLMESH_SERVING_START_TRITON": "false", "MLMESH_SERVING_EXECUTOR": "in_process",
+            "MLMESH_LOG_LEVEL": log_level}
+
+
 class Mesh:
     """Registry + serving processes; `stub` calls Serving with an operator token (`metadata`)."""
 
     def __init__(self, root: Path, log_level: str) -> None:
         self.home = root / "home"
-        self.home.mkdir(parents=True)
         self.ports = {"registry": free_port(), "serving": free_port()}
-        topology = root / "topology.yaml"
-        topology.write_text(yaml.safe_dump({"services": {
-            name: {"module": f"services.{name}", "host": "127.0.0.1", "port": port} for name, port in self.ports.items()
-        }}))
-        self.env = {"MLMESH_HOME": str(self.home), "MLMESH_TOPOLOGY_FILE": str(topology),
-                    "MLMESH_SERVING_START_TRITON": "false", "MLMESH_SERVING_EXECUTOR": "in_process",
-                    "MLMESH_LOG_LEVEL": log_level}
+        self.env = mesh_env(root, self.home, self.ports, log_level)
         self.processes: dict = {}
         self.address = f"127.0.0.1:{self.ports['serving']}"
 

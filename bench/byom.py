@@ -36,7 +36,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 from _byom_load import MESH, measure, short
 from _byom_models import BATCHES, BenchModel, build_models, parity, per_call_us
 from _byom_servers import Endpoint, MeshServices, MLServerRuntimes, push_all
-from _load import CONCURRENCY, console, machine_load, ratio, table, verdict
+from _load import CONCURRENCY, console, machine_load, ratio, summary, table, verdict
 
 GOAL = 1.5            # mlmesh's throughput over MLServer's at concurrency 64
 MLSERVER_NOTE = (
@@ -198,11 +198,7 @@ async def main() -> None:
             console.print(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    met = sum(1 for v in targets.values() if v)
-    console.print(f"\n[bold]{met} of {len(targets)} targets met[/] in {time.monotonic() - began:.0f} s; "
-                  f"{machine_load()} at the end")
-    for name, value in targets.items():
-        console.print(f"  {'met' if value else 'not measured' if value is None else 'NOT met'}: {name}")
+    summary(targets, began)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import grpc
 import numpy as np
 import torch
 
-from _load import CONCURRENCY, closed_loop, console, machine_load, ratio, table, verdict
+from _load import CONCURRENCY, closed_loop, console, machine_load, ratio, summary, table, verdict
 from _observability import observability_cost
 from _sections import forecasting, kill_switch, tensor_protocol
 from _servers import EchoServer, Mesh
@@ -184,13 +184,13 @@ async def main() -> None:
                                metadata={"interface": "predictor"})
             if args.only == "observability":
                 targets.update(await observability_cost(mesh, root, ROW, args.seconds))
-                return _summary(targets, began)
+                return summary(targets, began)
             await mesh.publish("bench_fc_lstm", small, FORECAST_LSTM, **stats)
             await mesh.deploy("fc-iteration", "bench_fc_lstm@prod", max_batch_size=32, iteration_level=True)
             await mesh.deploy("fc-request", "bench_fc_lstm@prod", max_batch_size=32, iteration_level=False)
             if args.only == "forecasting":
                 targets.update(await forecasting(mesh, args.seconds, HISTORY, FORECAST_LSTM))
-                return _summary(targets, began)
+                return summary(targets, began)
             await mesh.publish("bench_lstm", lstm, LSTM, **stats)
             await mesh.publish("bench_mlp_wide", wide, WIDE_MLP, feature_names=[f"f{i}" for i in range(64)],
                                training_stats={"mean": [0.0] * 64, "std": [1.0] * 64},
@@ -201,7 +201,7 @@ async def main() -> None:
             await mesh.deploy("lstm-unbatched", "bench_lstm@prod", max_batch_size=1)
             if args.only == "kill-switch":
                 targets.update(await kill_switch(mesh, kill_switch_cases(mesh)))
-                return _summary(targets, began)
+                return summary(targets, began)
             console.print(f"mesh up, models registered and deployed in {time.monotonic() - began:.0f} s\n")
             targets.update(await overhead(mesh, root, mlp, args.seconds))
             targets.update(await compute(mesh, lstm, args.seconds))
@@ -209,15 +209,7 @@ async def main() -> None:
             targets.update(await forecasting(mesh, args.seconds, HISTORY, FORECAST_LSTM))
             targets.update(await kill_switch(mesh, kill_switch_cases(mesh)))
             targets.update(await observability_cost(mesh, root, ROW, args.seconds))
-    _summary(targets, began)
-
-
-def _summary(targets: dict, began: float) -> None:
-    met = sum(1 for v in targets.values() if v)
-    console.print(f"\n[bold]{met} of {len(targets)} targets met[/] in {time.monotonic() - began:.0f} s; "
-                  f"{machine_load()} at the end")
-    for name, value in targets.items():
-        console.print(f"  {'met' if value else 'not measured' if value is None else 'NOT met'}: {name}")
+    summary(targets, began)
 
 
 if __name__ == "__main__":
