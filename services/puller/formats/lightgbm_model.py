@@ -15,6 +15,7 @@ import numpy as np
 from services.core.errors import InvalidArgument
 from services.puller.formats.booster import INPUT_NAME, Booster
 from services.puller.formats.files import field_of
+from services.puller.formats.parity import native_outputs
 
 CONVERTED_OBJECTIVES = ("regression", "regression_l1", "huber", "fair", "quantile", "mape", "binary", "multiclass")
 RANKING = ("lambdarank", "rank_xendcg")
@@ -44,12 +45,7 @@ def load_lightgbm(folder: Path, rel: str) -> Booster:
         reason = "linear trees are not converted to ONNX; served by lightgbm"
 
     def predict(x: np.ndarray):
-        values = np.asarray(bst.predict(x, num_threads=1)).reshape(len(x), -1)
-        if task != "classification":
-            return values, None
-        if values.shape[1] == 1:
-            values = np.hstack([1.0 - values, values])
-        return values, np.argmax(values, axis=1)
+        return native_outputs(bst.predict(x, num_threads=1), len(x), task)
 
     def convert():
         from onnxmltools import convert_lightgbm

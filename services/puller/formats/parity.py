@@ -18,6 +18,17 @@ MAX_SAMPLE_ROWS = 4096
 _MAX_THRESHOLDS_PER_FEATURE = 256
 
 
+def native_outputs(values: np.ndarray, rows: int, task: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A library's predictions as parity compares them: (values [rows, K], labels or None). A binary
+    classifier's one probability column becomes [1 - p, p], as the converted graph answers it."""
+    values = np.asarray(values).reshape(rows, -1)
+    if task != "classification":
+        return values, None
+    if values.shape[1] == 1:
+        values = np.hstack([1.0 - values, values])
+    return values, np.argmax(values, axis=1)
+
+
 @dataclass(frozen=True)
 class Parity:
     rows: int

@@ -19,6 +19,7 @@ import numpy as np
 from services.core.errors import InvalidArgument
 from services.puller.formats.booster import INPUT_NAME, Booster
 from services.puller.formats.files import field_of
+from services.puller.formats.parity import native_outputs
 
 CONVERTED_OBJECTIVES = ("reg:squarederror", "binary:logistic", "multi:softprob", "multi:softmax")
 # binary:logitraw classifies through the sigmoid of its margin (as serving computes it); binary:hinge
@@ -61,11 +62,7 @@ def load_xgboost(folder: Path, rel: str, kind: str) -> Booster:
             values = np.asarray(bst.inplace_predict(x, **kwargs)).reshape(len(x), -1)
             if objective == "binary:logitraw":  # a raw margin: its probability is the sigmoid
                 values = 1.0 / (1.0 + np.exp(-values))
-        if task != "classification":
-            return values, None
-        if values.shape[1] == 1:
-            values = np.hstack([1.0 - values, values])
-        return values, np.argmax(values, axis=1)
+        return native_outputs(values, len(x), task)
 
     def convert():
         from onnxmltools import convert_xgboost
