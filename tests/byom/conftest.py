@@ -14,12 +14,10 @@ from services.core.settings import AuthSettings, MeshSettings, PullerSettings, S
 from services.puller.credentials import CredentialResolver
 from services.puller.server import build_puller
 from services.registry.server import build_registry
-from services.serving.server import ServingSettings, build_serving
-from services.serving.triton.launcher import TritonSettings
 from tests.puller.formats.conftest import (  # noqa: F401  (the trained models, as fixtures)
     data, lgb_models, sk_classifier, sk_regressor, torch_models, xgb_models,
 )
-from tests.serving.triton.conftest import triton_setup  # noqa: F401  (runs scripts/setup_triton.sh once)
+from tests.serving.triton.conftest import serving_with_triton, triton_setup  # noqa: F401  (setup once)
 
 
 class Services:
@@ -27,7 +25,6 @@ class Services:
         self.mesh, self.root = mesh, root
         self.issuer = TokenIssuer.from_settings(mesh, AuthSettings())
         self.addresses: dict[str, str] = {}
-        self.triton_log = root / "triton.log"
 
     def token(self, service: str) -> str:
         return self.issuer.mint("byom-tests", service, ALL_SCOPES)
@@ -58,16 +55,10 @@ async def services(tmp_path_factory, triton_setup):  # noqa: F811
                                 credentials=CredentialResolver(root / "credentials", environ={}),
                                 registry_address=found.addresses["registry"], cancel_poll_s=0.05)
     found.addresses["puller"] = f"127.0.0.1:{await puller.start('127.0.0.1', 0)}"
-    serving = await build_serving(
-        mesh, ServerSettings(), AuthSettings(), serving=ServingSettings(executor="auto", start_triton=True),
-        triton=TritonSettings(url="", stop_grace_s=5, model_repository=root / "triton-models",
-                              log_file=found.triton_log),
-        registry_address=found.addresses["registry"])
-    assert serving.triton is not None, found.triton_log.read_text()[-2000:]
-    found.addresses["serving"] = f"127.0.0.1:{await serving.start('127.0.0.1', 0)}"
     try:
-        yield found
+        async with serving_with_triton(mesh, found.addresses["registry"], root) as serving:
+            found.addresses["serving"] = serving.address
+            yield found
     finally:
-        await serving.stop(0)
         await puller.stop(0)
         await registry.stop(0)

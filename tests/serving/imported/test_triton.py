@@ -10,13 +10,10 @@ import numpy as np
 import pytest
 
 from mlmesh.v1 import serving_pb2
-from services.core.settings import AuthSettings, ServerSettings
-from services.serving.server import ServingSettings, build_serving
-from services.serving.triton.launcher import TritonSettings
 from tests.serving.imported.test_served import assert_close, labels_of
 from tests.serving.service.conftest import KINDS, SUBJECT, Stub, error_field
 from tests.serving.service.test_typed import rows_msg
-from tests.serving.triton.conftest import triton_setup  # noqa: F401  (runs scripts/setup_triton.sh once)
+from tests.serving.triton.conftest import serving_with_triton, triton_setup  # noqa: F401  (setup once)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ALL = ["serving.read", "serving.infer", "serving.deploy", "serving.halt"]
@@ -25,15 +22,8 @@ TRITON, IN_PROCESS = serving_pb2.EXECUTOR_KIND_TRITON, serving_pb2.EXECUTOR_KIND
 
 async def test_imported_models_on_the_real_triton(triton_setup, mesh_settings, registry,  # noqa: F811
                                                   published, issuer, tmp_path):
-    app = await build_serving(
-        mesh_settings, ServerSettings(), AuthSettings(), serving=ServingSettings(executor="auto", start_triton=True),
-        triton=TritonSettings(url="", stop_grace_s=5, model_repository=tmp_path / "models",
-                              log_file=tmp_path / "triton.log"),
-        registry_address=registry.address)
-    try:
-        assert app.triton is not None, (tmp_path / "triton.log").read_text()[-2000:]
-        port = await app.start("127.0.0.1", 0)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with serving_with_triton(mesh_settings, registry.address, tmp_path) as app:
+        async with grpc.aio.insecure_channel(app.address) as channel:
             stub = Stub(channel, issuer.mint(SUBJECT, "serving", ALL))
 
             # sklearn classifier: int64 label [-1] + probabilities [-1, 3], the model's own names
@@ -85,5 +75,3 @@ async def test_imported_models_on_the_real_triton(triton_setup, mesh_settings, r
             assert "served by the xgboost library in-process: no reference sample" in refused.value.details()
             session = await stub.deploy(published["lgb_regressor"].artifact_id, session_id="tri-lgb")
             assert session.executor == IN_PROCESS
-    finally:
-        await app.stop(0)

@@ -10,15 +10,12 @@ import tritonclient.grpc.aio as aioclient
 
 from mlmesh.v1 import serving_pb2
 from services.core.errors import FailedPrecondition
-from services.core.settings import AuthSettings, ServerSettings
 from services.serving.interfaces.backends.factory import segmenter_backend
 from services.serving.loading.placement import ExecutorPlacement, TritonTarget
-from services.serving.server import ServingSettings, build_serving
-from services.serving.triton.launcher import TritonSettings
 from services.serving.triton.repository import ModelRepository
 from tests.serving.service.conftest import Stub
 from tests.serving.service.test_typed import market_rows, rows_msg
-from tests.serving.triton.conftest import triton_setup  # noqa: F401  (runs scripts/setup_triton.sh once)
+from tests.serving.triton.conftest import serving_with_triton, triton_setup  # noqa: F401  (setup once)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ALL = ["serving.read", "serving.infer", "serving.deploy", "serving.halt"]
@@ -26,15 +23,8 @@ ALL = ["serving.read", "serving.infer", "serving.deploy", "serving.halt"]
 
 async def test_a_session_on_the_real_triton(triton_setup, mesh_settings, registry, models, issuer,  # noqa: F811
                                             tmp_path):
-    app = await build_serving(
-        mesh_settings, ServerSettings(), AuthSettings(), serving=ServingSettings(executor="auto", start_triton=True),
-        triton=TritonSettings(url="", stop_grace_s=5, model_repository=tmp_path / "models",
-                              log_file=tmp_path / "triton.log"),
-        registry_address=registry.address)
-    try:
-        assert app.triton is not None, (tmp_path / "triton.log").read_text()[-2000:]
-        port = await app.start("127.0.0.1", 0)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with serving_with_triton(mesh_settings, registry.address, tmp_path) as app:
+        async with grpc.aio.insecure_channel(app.address) as channel:
             stub = Stub(channel, issuer.mint("test-operator", "serving", ALL))
             on_triton = await stub.deploy("alpha_bull@prod", session_id="tr-alpha",
                                           executor=serving_pb2.EXECUTOR_KIND_TRITON)
@@ -67,8 +57,6 @@ async def test_a_session_on_the_real_triton(triton_setup, mesh_settings, registr
                 assert not (tmp_path / "models" / "tr-alpha").exists()
             finally:
                 await triton.close()
-    finally:
-        await app.stop(0)
     assert app.triton.pid is None  # stopped with the service
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from services.core.models.architectures import build_module, load_module
+from services.core.settings import AuthSettings, MeshSettings, ServerSettings
 from services.serving.triton.launcher import REPO_ROOT, TritonServer, TritonSettings
 from services.serving.triton.repository import ModelConfig, ModelRepository, TensorSpec
 
@@ -29,6 +31,24 @@ def triton_setup() -> None:
         pytest.skip(done.stderr.strip() or "Triton cannot run on this machine")
     if done.returncode != 0:
         pytest.fail(f"scripts/setup_triton.sh failed ({done.returncode}):\n{done.stdout}\n{done.stderr}", pytrace=False)
+
+
+@contextlib.asynccontextmanager
+async def serving_with_triton(mesh: MeshSettings, registry_address: str, root: Path):
+    """The serving service with the Triton it starts (repository `root/models`, log `root/triton.log`), on
+    127.0.0.1:0 (`app.address`); stopped, Triton with it, on the way out. Needs `triton_setup` first."""
+    from services.serving.server import ServingSettings, build_serving
+
+    app = await build_serving(
+        mesh, ServerSettings(), AuthSettings(), serving=ServingSettings(executor="auto", start_triton=True),
+        triton=TritonSettings(url="", stop_grace_s=5, model_repository=root / "models", log_file=root / "triton.log"),
+        registry_address=registry_address)
+    try:
+        assert app.triton is not None, (root / "triton.log").read_text()[-2000:]
+        app.address = f"127.0.0.1:{await app.start('127.0.0.1', 0)}"
+        yield app
+    finally:
+        await app.stop(0)
 
 
 @pytest.fixture(scope="session")
